@@ -1,0 +1,1 @@
+"""The `probes` command line (thin typer app)."""

@@ -1,0 +1,48 @@
+"""The `probes` command: a thin typer app; every subcommand lives in its own module of this package.
+
+Errors a user can cause (:class:`probes.errors.UserError`, task configuration errors, unreadable files) are
+printed as one line on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from probes.errors import UserError
+from probes.synthetic.base import TaskConfigError
+
+app = typer.Typer(
+    name="probes",
+    help="Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs."""
+
+
+def _register() -> None:
+    """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
+    from . import analysis, bench, data, status, synth, vlm  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except (UserError, TaskConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":  # python -m probes.cli.app
+    main()

@@ -1,0 +1,48 @@
+"""Helpers shared by command modules: progress bars and `key=value` parsing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from probes.errors import UserError
+
+console = Console(stderr=True)
+
+
+def progress_bar(*extra_fields: str) -> Progress:
+    """A rich progress bar with ETA; ``extra_fields`` are task fields shown live (e.g. 'acc')."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    columns += [TextColumn(f"{{task.fields[{f}]}}") for f in extra_fields]
+    return Progress(*columns, console=console, transient=False)
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["pairs=4", "name=x"]`` → ``{"pairs": 4, "name": "x"}`` (values parsed as JSON when they can be)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"--param expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out

@@ -1,0 +1,3 @@
+"""`probes vlm` commands (registered on import by cli.app)."""
+
+from .app import app  # noqa: F401

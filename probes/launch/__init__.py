@@ -1,0 +1,1 @@
+"""Launchers for grids of runs: local GPU queue and SLURM through submitit."""

@@ -1,0 +1,1 @@
+"""The probe trainer: embedding resize, training loop, evaluation, run directories."""

@@ -1,0 +1,1 @@
+"""Vision-language models: Pythia-VL / Mamba-VL (SPEC §4)."""

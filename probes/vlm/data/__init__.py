@@ -1,0 +1,1 @@
+"""VLM data: real-format loaders and the offline synthetic image world."""

@@ -1,0 +1,1 @@
+"""VLM evaluation: batched greedy decoding and benchmark metrics."""

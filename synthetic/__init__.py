@@ -1,0 +1,1 @@
+"""Synthetic probe tasks (generators only, no training code)."""
