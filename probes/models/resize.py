@@ -1,0 +1,70 @@
+"""Grow a model's vocabulary for the probe's new tokens, with three declared initialisations (SPEC §2).
+
+Old rows stay bit-identical. New rows of the input embedding, and of the output embedding when it is not
+tied, are set by one strategy from a seeded generator, so three init seeds give three distinct, reproducible
+starting points:
+
+- ``mean``: mean of the existing rows plus small Gaussian noise (std = 0.02 · std of the existing rows),
+  the choice of Hewitt (2021) that keeps the initial output distribution close to the pretrained one;
+- ``normal``: N(0, initializer_range²), the model's own init scale;
+- ``sample``: copies of uniformly drawn existing rows.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from transformers import PreTrainedModel
+
+from probes.errors import UserError
+
+Strategy = Literal["mean", "normal", "sample"]
+STRATEGIES: tuple[str, ...] = ("mean", "normal", "sample")
+
+
+def _new_rows(old: torch.Tensor, n_new: int, strategy: str, gen: torch.Generator, std: float) -> torch.Tensor:
+    old32 = old.detach().float().cpu()
+    if strategy == "mean":
+        noise = torch.randn(n_new, old32.shape[1], generator=gen) * (0.02 * float(old32.std()))
+        rows = old32.mean(dim=0, keepdim=True) + noise
+    elif strategy == "normal":
+        rows = torch.randn(n_new, old32.shape[1], generator=gen) * std
+    elif strategy == "sample":
+        rows = old32[torch.randint(0, old32.shape[0], (n_new,), generator=gen)]
+    else:
+        raise UserError(f"unknown init strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    return rows.to(old.dtype)
+
+
+def outputs_tied(model: PreTrainedModel) -> bool:
+    out = model.get_output_embeddings()
+    return out is not None and out.weight is model.get_input_embeddings().weight
+
+
+def add_tokens(model: PreTrainedModel, n_new: int, strategy: str = "mean", seed: int = 0) -> int:
+    """Append ``n_new`` rows; return the id of the first new token (the old number of input rows)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown init strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    emb = model.get_input_embeddings()
+    first = int(emb.weight.shape[0])
+    if n_new <= 0:
+        return first
+    tied = outputs_tied(model)
+    out_emb = model.get_output_embeddings()
+    old_in = emb.weight.detach().clone()
+    old_out = None if (tied or out_emb is None) else out_emb.weight.detach().clone()
+    model.resize_token_embeddings(first + n_new, mean_resizing=False)
+    gen = torch.Generator().manual_seed(seed)
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    with torch.no_grad():
+        emb = model.get_input_embeddings()
+        emb.weight[:first] = old_in
+        emb.weight[first:] = _new_rows(old_in, n_new, strategy, gen, std).to(emb.weight.device)
+        if old_out is not None:
+            out = model.get_output_embeddings()
+            out.weight[:first] = old_out
+            out.weight[first:] = _new_rows(old_out, n_new, strategy, gen, std).to(out.weight.device)
+            if getattr(out, "bias", None) is not None and out.bias.shape[0] == first + n_new:
+                out.bias[first:] = 0.0
+    return first
