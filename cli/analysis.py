@@ -1,3 +1,124 @@
-"""`probes analysis` commands (registered on import by cli.app)."""
+"""`probes heatmap|curves|report`: figures and tables from run directories (registered on import by cli.app).
 
-from .app import app  # noqa: F401
+Every run is loaded and validated before anything is written, so a corrupt run directory ends the command
+with one line on stderr (exit 2) and no output file. Plotting modules (matplotlib, seaborn) are imported
+inside the commands so that `probes --help` and unrelated commands do not pay for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from probes.analysis.rundir import Run, load_runs
+from rich.console import Console
+
+from probes.errors import UserError
+
+from .app import app
+from .common import console
+
+RunsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Run directories, or directories holding many (a grid); searched recursively."),
+]
+
+
+def _load(paths: list[Path]) -> list[Run]:
+    """All runs, validated; no progress bar (loading takes well under a second per hundred runs, and an
+    error must stay the only line on stderr)."""
+    return load_runs(paths)
+
+
+def _threshold(value: float | None, flag: str) -> float | None:
+    if value is not None and not 0 < value <= 1:
+        raise UserError(f"{flag} must be in (0, 1] (got {value})")
+    return value
+
+
+@app.command("heatmap")
+def heatmap(
+    runs: RunsArg,
+    out: Annotated[Path, typer.Option("--out", help="Output .png; the .pdf is written beside it.")] = Path(
+        "figures/heatmap.png"
+    ),
+    cols: Annotated[int, typer.Option("--cols", min=1, help="Panels per row.")] = 3,
+) -> None:
+    """Per-position accuracy heatmaps (paper Fig. 7/12): one panel per run, position 1 at the bottom.
+
+    Example: probes heatmap runs/grid-L200 --out figures/heatmap.png
+    """
+    from probes.analysis.figure import output_paths, save_figure
+    from probes.analysis.heatmap import plot_heatmaps
+
+    output_paths(out)  # reject a bad --out before any work
+    fig, _ = plot_heatmaps(_load(runs), ncols=cols)
+    for path in save_figure(fig, out):
+        console.print(f"wrote {path}")
+
+
+@app.command("curves")
+def curves(
+    runs: RunsArg,
+    out: Annotated[Path, typer.Option("--out", help="Output .png; the .pdf is written beside it.")] = Path(
+        "figures/curves.png"
+    ),
+    threshold: Annotated[
+        float | None, typer.Option(help="Threshold line (default: the runs' configured threshold).")
+    ] = None,
+) -> None:
+    """Held-out accuracy vs % of training steps (paper Fig. 6/11): colour = model, style = lr, one panel per length.
+
+    Example: probes curves runs/grid-L200 runs/grid-L500 --out figures/curves.png
+    """
+    from probes.analysis.curves import plot_curves
+    from probes.analysis.figure import output_paths, save_figure
+
+    output_paths(out)
+    fig, _ = plot_curves(_load(runs), threshold=_threshold(threshold, "--threshold"))
+    for path in save_figure(fig, out):
+        console.print(f"wrote {path}")
+
+
+@app.command("report")
+def report(
+    runs: RunsArg,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory for report.md and the CSV files.")
+    ] = Path("figures/report"),
+    threshold: Annotated[
+        float | None, typer.Option(help="Accuracy threshold (default: each run's configured threshold).")
+    ] = None,
+    band_threshold: Annotated[
+        float | None, typer.Option(help="Threshold for the learning-order bands (default: --threshold).")
+    ] = None,
+    band_criterion: Annotated[
+        str,
+        typer.Option(help="mean: band mean accuracy ≥ threshold (default); all: every position in the band."),
+    ] = "mean",
+) -> None:
+    """Steps/samples to threshold, medians per model/length/order, Mamba/Pythia ratio and learning order.
+
+    Writes report.md, report.csv (per run), report_groups.csv and report_ratios.csv into --out.
+
+    Example: probes report runs/ --out figures/report
+    """
+    from probes.analysis.report import build_report, rich_tables, write_report
+
+    if band_criterion not in ("mean", "all"):
+        raise UserError(f"--band-criterion must be mean or all (got {band_criterion!r})")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    rep = build_report(
+        _load(runs),
+        threshold=_threshold(threshold, "--threshold"),
+        band_threshold=_threshold(band_threshold, "--band-threshold"),
+        criterion=band_criterion,  # type: ignore[arg-type]
+    )
+    stdout = Console(width=None if sys.stdout.isatty() else 200)  # piped output: do not fold at 80 columns
+    for table in rich_tables(rep):
+        stdout.print(table)
+    for path in write_report(rep, out):
+        console.print(f"wrote {path}")

@@ -44,5 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
 
 
-if __name__ == "__main__":  # python -m probes.cli.app
-    main()
+if __name__ == "__main__":  # python -m probes.cli.app: use the canonical module, not this __main__ copy
+    from probes.cli.app import main as canonical_main
+
+    canonical_main()

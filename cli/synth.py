@@ -1,3 +1,106 @@
-"""`probes synth` commands (registered on import by cli.app)."""
+"""`probes synth`: train models on a probe task (one run, or the paper's 9-run grid per model)."""
 
-from .app import app  # noqa: F401
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from probes.errors import UserError
+from probes.models.resize import STRATEGIES
+from probes.train.config import PAPER_INIT_SEEDS, PAPER_LRS, TaskSpec, TrainConfig
+from probes.train.grid import plan
+
+from .app import app
+from .common import console, parse_params, progress_bar
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@app.command("synth")
+def synth(
+    length: Annotated[int, typer.Option("--len", help="Context length L.")] = 200,
+    order: Annotated[str, typer.Option(help="suffix (query last) or prefix (query first).")] = "suffix",
+    task: Annotated[str, typer.Option(help="Probe task.")] = "grounding",
+    model: Annotated[str, typer.Option(help="Backbone: preset, local dir or HF id.")] = "pythia-tiny",
+    models: Annotated[str | None, typer.Option(help="Comma-separated backbones (overrides --model).")] = None,
+    grid: Annotated[bool, typer.Option("--grid", help="Run lrs {1e-5,5e-5,1e-4} x init seeds {0,1,2}.")] = False,
+    lr: Annotated[str, typer.Option(help="Learning rate(s), comma-separated.")] = "1e-4",
+    init: Annotated[str, typer.Option(help=f"New-row init: {', '.join(STRATEGIES)}.")] = "mean",
+    init_seed: Annotated[str, typer.Option(help="Init seed(s), comma-separated.")] = "0",
+    max_steps: Annotated[int, typer.Option(help="Step budget (paper: 78000).")] = 78_000,
+    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 64,
+    eval_every: Annotated[int | None, typer.Option(help="Eval interval in steps (default 1% of budget).")] = None,
+    eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 100_000,
+    n_train: Annotated[int, typer.Option(help="Training set size.")] = 1_000_000,
+    threshold: Annotated[float, typer.Option(help="Early-stop held-out accuracy.")] = 0.95,
+    no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Train the full budget.")] = False,
+    pool: Annotated[int | None, typer.Option(help="Context pool size (default 2·L).")] = None,
+    seed: Annotated[int, typer.Option(help="Data seed (same data and order for every model).")] = 0,
+    param: Annotated[list[str] | None, typer.Option(help="Extra task parameter key=value.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+    out: Annotated[Path, typer.Option(help="Directory holding the run directories.")] = Path("runs"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs.")] = False,
+) -> None:
+    """Train on the synthetic grounding task (or another probe task), recording per-position accuracy.
+
+    Example: probes synth --len 200 --order suffix --models pythia-tiny,mamba-tiny --grid --out runs/L200
+    """
+    from probes.train.loop import run  # heavy imports only when training
+
+    names = [m.strip() for m in (models or model).split(",") if m.strip()]
+    if not names:
+        raise UserError("no model given")
+    lrs = list(PAPER_LRS) if grid else _floats(lr)
+    seeds = list(PAPER_INIT_SEEDS) if grid else [int(x) for x in _floats(init_seed)]
+    if init not in STRATEGIES:
+        raise UserError(f"unknown init strategy {init!r}; choose one of {', '.join(STRATEGIES)}")
+    task_params: dict[str, Any] = {"length": length, "order": order, "seed": seed, **parse_params(param)}
+    if pool is not None:
+        task_params["pool"] = pool
+    train = TrainConfig(
+        batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, eval_samples=eval_samples,
+        n_train=n_train, threshold=threshold, early_stop=not no_early_stop, seed=seed, device=device,
+    )
+    from probes.synthetic.registry import build_task
+
+    build_task(task, task_params)  # validate task parameters before any model is built
+    runs = plan(names, TaskSpec(task, task_params), train, lrs, seeds, init, out)
+    _sigterm_as_interrupt()
+    results = []
+    with progress_bar("rate", "acc") as bar:
+        for i, planned in enumerate(runs, 1):
+            job = bar.add_task(f"[{i}/{len(runs)}] {planned.config.run_name}", total=max_steps, rate="", acc="")
+            state = {"t0": None, "s0": 0}
+
+            def on_step(step: int, info: dict[str, Any], job: int = job, state: dict = state) -> None:
+                import time
+
+                now = time.perf_counter()
+                if state["t0"] is None:
+                    state["t0"], state["s0"] = now, step
+                rate = (step - state["s0"]) * batch_size / max(now - state["t0"], 1e-9)
+                acc = "" if info["acc"] is None else f"held-out acc {info['acc']:.3f}"
+                bar.update(job, completed=step, rate=f"{rate:,.0f} samples/s", acc=acc)
+
+            summary = run(planned.config, planned.run_dir, resume=resume, overwrite=overwrite, on_step=on_step)
+            bar.update(job, completed=summary["steps_done"], total=summary["steps_done"])
+            results.append((planned, summary))
+    for planned, s in results:
+        reached = f"reached {s['threshold']:.2f} at step {s['steps_to_threshold']}" if s["reached"] else "not reached"
+        console.print(f"{planned.run_dir}: {reached}; final held-out acc {s['final_acc']:.3f}; mamba path {s['mamba_path']}")

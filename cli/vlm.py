@@ -1,8 +1,71 @@
 """`probes vlm …` commands: the sub-app lives here; train commands here, eval/gap in cli/vlm_eval.py."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 import typer
 
 from .app import app
 
 vlm_app = typer.Typer(help="Pythia-VL / Mamba-VL: train, evaluate, grounding-gap report.", no_args_is_help=True)
 app.add_typer(vlm_app, name="vlm")
+
+
+@vlm_app.command("world")
+def world(
+    out: Path = typer.Option(..., "--out", help="Directory to write images and annotation files into."),
+    n_images: int = typer.Option(200, "--n-images", help="Number of images (80/10/10 train/val/test)."),
+    seed: int = typer.Option(0, "--seed", help="Everything is a pure function of the seed."),
+    width: int = typer.Option(128, "--width"),
+    height: int = typer.Option(96, "--height"),
+) -> None:
+    """Write the offline synthetic image world (shapes and digits) in LLaVA, RefCOCO-JSONL, Karpathy and VQAv2 formats.
+
+    Example: probes vlm world --out world --n-images 200 --seed 0
+    """
+    from probes.vlm.data.world import write_world
+
+    manifest = write_world(out, n_images, seed, width=width, height=height)
+    typer.echo(f"wrote {manifest['n_images']} images and {len(manifest['files'])} annotation files to {out}")
+
+
+@vlm_app.command("train")
+def train_cmd(
+    stage: int = typer.Option(..., "--stage", help="1: connector only; 2: connector + language model."),
+    data: Path = typer.Option(..., "--data", help="LLaVA JSON file, or a world directory."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumed when it holds a checkpoint)."),
+    backbone: str = typer.Option("pythia-tiny", "--backbone", help="Preset or local save_pretrained directory."),
+    encoder: str = typer.Option("tiny", "--encoder", help="tiny | eva02-l14-336 | clip-l14-336"),
+    encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="EVA-02 weights file or CLIP directory."),
+    connector: str = typer.Option("mlp", "--connector", help="mlp | vss-mlp-bsm | vss-mlp-csm | vss-l2-bsm | vss-l2-csm"),
+    resolution: int | None = typer.Option(None, "--resolution", help="Encoder input size (default: the encoder's)."),
+    prune_k: int | None = typer.Option(None, "--prune-k", help="Keep the k most salient patches."),
+    image_root: str | None = typer.Option(None, "--image-root", help="Images are relative to this (default: the JSON's folder)."),
+    init_from: str | None = typer.Option(None, "--init-from", help="Stage-1 run (or checkpoint) to start stage 2 from."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer directory (default: backbone's, or trained)."),
+    task_aware: bool = typer.Option(False, "--task-aware/--task-agnostic", help="Instruction and prompt before the image."),
+    max_steps: int = typer.Option(1000, "--max-steps"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch (default 256 / 128 by stage)."),
+    lr: float | None = typer.Option(None, "--lr", help="Default 1e-3 (stage 1) / 2e-5 (stage 2)."),
+    max_length: int = typer.Option(1024, "--max-length"),
+    seed: int = typer.Option(0, "--seed"),
+    save_every: int = typer.Option(0, "--save-every", help="Checkpoint every N steps (0: only at the end)."),
+    log_every: int = typer.Option(10, "--log-every"),
+) -> None:
+    """Train one VLM stage through accelerate (use `accelerate launch -m probes.cli.app vlm train …` for several processes).
+
+    Example: probes vlm train --stage 1 --backbone pythia-tiny --encoder tiny --connector mlp --data world --out runs/s1 --max-steps 50 --batch-size 8
+    """
+    from probes.vlm.train import train
+    from probes.vlm.train_config import VLMTrainConfig
+
+    cfg = VLMTrainConfig.build(
+        stage=stage, data=str(data), out=str(out), backbone=backbone, encoder=encoder,
+        encoder_weights=encoder_weights, connector=connector, resolution=resolution, prune_k=prune_k,
+        image_root=image_root, init_from=init_from, tokenizer=tokenizer, task_aware=task_aware,
+        max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+        save_every=save_every, log_every=log_every,
+    )
+    run = train(cfg)
+    typer.echo(f"finished: {run / 'final'}")

@@ -7,11 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import ProbeTask, TaskConfigError
+from .copying import CopyingConfig, CopyingTask
 from .grounding import GroundingConfig, GroundingTask
+from .induction import InductionConfig, InductionTask
+from .mqar import MQARConfig, MQARTask
 
 # name -> (config dataclass, task class). Other tasks register here next to their module.
 TASKS: dict[str, tuple[type, Callable[[Any], ProbeTask]]] = {
     "grounding": (GroundingConfig, GroundingTask),
+    "mqar": (MQARConfig, MQARTask),
+    "copying": (CopyingConfig, CopyingTask),
+    "induction": (InductionConfig, InductionTask),
 }
 
 

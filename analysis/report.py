@@ -1,0 +1,349 @@
+"""The paper's table: steps/samples to threshold per run, medians per group, Mamba/Pythia ratios, learning order.
+
+One :class:`Report` is computed from run directories, then rendered three ways from the same numbers: rich
+tables for the terminal, CSV files for further analysis (numbers and their censoring bound in separate
+columns), and a Markdown file to paste into notes. Censoring markers: ``>x`` the true value is larger than x
+(a run that did not reach the threshold, or a median depending on one), ``<x`` smaller, ``?`` unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from probes.io import atomic_path
+
+from .metrics import (
+    BANDS,
+    Criterion,
+    FamilyRatio,
+    GroupSummary,
+    RunMetrics,
+    Value,
+    family_ratios,
+    run_metrics,
+    summarize_groups,
+)
+from .rundir import Run
+
+FILES = ("report.md", "report.csv", "report_groups.csv", "report_ratios.csv")
+
+
+@dataclass(frozen=True)
+class Report:
+    runs: list[RunMetrics]
+    groups: list[GroupSummary]
+    ratios: list[FamilyRatio]
+    threshold: float | None  # None: each run's own configured threshold
+    band_threshold: float | None
+    criterion: Criterion
+
+
+def build_report(
+    runs: Sequence[Run],
+    threshold: float | None = None,
+    band_threshold: float | None = None,
+    criterion: Criterion = "mean",
+) -> Report:
+    metrics = [run_metrics(r, threshold, band_threshold, criterion) for r in runs]
+    metrics.sort(
+        key=lambda m: (
+            m.run.task,
+            m.run.length,
+            m.run.order,
+            m.run.model,
+            m.run.lr,
+            m.run.init_seed,
+            m.run.name,
+        )
+    )
+    groups = summarize_groups(metrics)
+    return Report(metrics, groups, family_ratios(groups), threshold, band_threshold, criterion)
+
+
+# --------------------------------------------------------------------------- rows (shared by every format)
+
+
+def _reached_text(v: Value) -> str:
+    return f"{v}" if v.exact else f"not reached ({v})"
+
+
+def run_rows(report: Report) -> list[dict[str, Any]]:
+    """Machine-readable per-run rows (CSV): empty steps/samples when not reached."""
+    rows = []
+    for m in report.runs:
+        r = m.run
+        row: dict[str, Any] = {
+            "run": r.name,
+            "model": r.model,
+            "family": r.family,
+            "task": r.task,
+            "length": r.length,
+            "order": r.order,
+            "lr": r.lr,
+            "init_strategy": r.config["model"]["init_strategy"],
+            "init_seed": r.init_seed,
+            "status": r.status,
+            "threshold": m.threshold,
+            "reached": m.reached,
+            "steps_to_threshold": int(m.steps.value) if m.reached else "",
+            "samples_to_threshold": int(m.samples.value) if m.reached else "",
+            "observed_until_step": "" if m.reached else int(m.steps.value),
+            "final_acc": f"{r.heldout_acc[-1]:.4f}" if r.evals else "",
+            "best_acc": f"{r.heldout_acc.max():.4f}" if r.evals else "",
+        }
+        for b in BANDS:
+            row[f"{b}_step"] = int(m.band_steps[b].value)
+            row[f"{b}_bound"] = m.band_steps[b].bound
+        row["learning_order"] = m.order
+        row["path"] = str(r.path)
+        rows.append(row)
+    return rows
+
+
+def group_rows(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    for g in report.groups:
+        k = g.key
+        row: dict[str, Any] = {
+            "model": k.model,
+            "family": k.family,
+            "task": k.task,
+            "length": k.length,
+            "order": k.order,
+            "runs": len(g.runs),
+            "reached": g.n_reached,
+            "median_steps": _num(g.median_steps),
+            "median_steps_bound": g.median_steps.bound,
+            "median_samples": _num(g.median_samples),
+            "median_samples_bound": g.median_samples.bound,
+        }
+        for b in BANDS:
+            row[f"{b}_median_step"] = _num(g.band_medians[b])
+            row[f"{b}_bound"] = g.band_medians[b].bound
+        row |= {"learning_order": g.order, "runs_agreeing": g.agreement, "paper_expectation": g.expected}
+        rows.append(row)
+    return rows
+
+
+def ratio_rows(report: Report) -> list[dict[str, Any]]:
+    return [
+        {
+            "task": f.task,
+            "length": f.length,
+            "order": f.order,
+            "ssm_model": f.ssm.key.model,
+            "ssm_median_steps": _num(f.ssm.median_steps),
+            "ssm_bound": f.ssm.median_steps.bound,
+            "transformer_model": f.transformer.key.model,
+            "transformer_median_steps": _num(f.transformer.median_steps),
+            "transformer_bound": f.transformer.median_steps.bound,
+            "ratio": "" if f.ratio.bound == "unknown" else round(f.ratio.value, 4),
+            "ratio_bound": f.ratio.bound,
+        }
+        for f in report.ratios
+    ]
+
+
+def _num(v: Value) -> int | float | str:
+    if v.bound == "unknown" and v.value != v.value:
+        return ""
+    return int(v.value) if float(v.value).is_integer() else round(v.value, 4)
+
+
+# --------------------------------------------------------------------------- display tables
+
+
+def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of human-readable cells, shared by the terminal and Markdown renderers."""
+    runs = [
+        [
+            m.run.name,
+            m.run.model,
+            str(m.run.length),
+            m.run.order,
+            f"{m.run.lr:g}",
+            str(m.run.init_seed),
+            m.run.status,
+            _reached_text(m.steps),
+            _reached_text(m.samples),
+            f"{m.run.heldout_acc[-1]:.3f}" if m.run.evals else "-",
+            *(str(m.band_steps[b]) for b in BANDS),
+            m.order,
+        ]
+        for m in report.runs
+    ]
+    groups = [
+        [
+            g.key.model,
+            str(g.key.length),
+            g.key.order,
+            f"{g.n_reached}/{len(g.runs)}",
+            str(g.median_steps),
+            str(g.median_samples),
+            *(str(g.band_medians[b]) for b in BANDS),
+            g.order,
+            f"{g.agreement}/{len(g.runs)}",
+            g.expected,
+            _match(g),
+        ]
+        for g in report.groups
+    ]
+    ratios = [
+        [
+            str(f.length),
+            f.order,
+            f.ssm.key.model,
+            f.transformer.key.model,
+            str(f.ssm.median_steps),
+            str(f.transformer.median_steps),
+            format(f.ratio, ".2f"),
+        ]
+        for f in report.ratios
+    ]
+    bands = [f"{b} step" for b in BANDS]
+    return [
+        (
+            "Runs",
+            [
+                "run",
+                "model",
+                "L",
+                "order",
+                "lr",
+                "init",
+                "status",
+                "steps to thr.",
+                "samples to thr.",
+                "final acc",
+                *bands,
+                "learning order",
+            ],
+            runs,
+        ),
+        (
+            "Medians per model, length and order",
+            [
+                "model",
+                "L",
+                "order",
+                "reached",
+                "median steps",
+                "median samples",
+                *bands,
+                "learning order",
+                "runs agreeing",
+                "paper",
+                "match",
+            ],
+            groups,
+        ),
+        (
+            "Mamba / Pythia ratio of median steps",
+            ["L", "order", "SSM model", "Transformer model", "SSM median", "Transformer median", "ratio"],
+            ratios,
+        ),
+    ]
+
+
+def _match(g: GroupSummary) -> str:
+    """yes/no against the paper; ``-`` where it states nothing, ``?`` while a band has not reached (censored)."""
+    if g.expected.startswith("not"):
+        return "-"
+    if "reached" in g.order or g.order.startswith("n/a"):
+        return "?"
+    return "yes" if g.order == g.expected else "no"
+
+
+def _legend(report: Report) -> str:
+    thr = "each run's configured threshold" if report.threshold is None else f"{report.threshold:g}"
+    bthr = "the same" if report.band_threshold is None else f"{report.band_threshold:g}"
+    crit = "band mean accuracy" if report.criterion == "mean" else "every position in the band"
+    return (
+        f"Threshold: {thr}. Learning order: first eval at which the {crit} reaches {bthr} threshold; bands are the "
+        "first/middle/last third of target positions; bands within one eval interval are tied ('='), 'uniform' = "
+        "all three within one interval. '>x': not reached / censored, the true value exceeds x; "
+        "'<x' smaller than x; '?' unknown."
+    )
+
+
+# Columns the terminal leaves to report.md (per table): the run name already says model, length, order, lr
+# and seed, and samples are steps times the batch size.
+_TERMINAL_DROP = (
+    {"model", "L", "order", "lr", "init", "samples to thr."},
+    {"median samples", "runs agreeing"},
+    set(),
+)
+_EMPTY_NOTE = "none: no SSM-family and gpt_neox runs share a task, length and order"
+
+
+def rich_tables(report: Report) -> list[Table]:
+    """Compact terminal versions of the Markdown tables (the run table keeps the run name, not its parts)."""
+    tables = []
+    for i, (title, header, rows) in enumerate(_display_tables(report)):
+        keep = [j for j, h in enumerate(header) if h not in _TERMINAL_DROP[i]]
+        table = Table(
+            title=title, title_justify="left", header_style="bold", caption=None if rows else _EMPTY_NOTE
+        )
+        for j in keep:
+            table.add_column(header[j], overflow="fold")
+        for row in rows:
+            table.add_row(*(row[j] for j in keep))
+        tables.append(table)
+    return tables
+
+
+def to_markdown(report: Report) -> str:
+    parts = ["# Probe report", "", _legend(report), ""]
+    for title, header, rows in _display_tables(report):
+        parts += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        parts += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        parts += ["", f"_{_EMPTY_NOTE}._"] if not rows else []
+        parts.append("")
+    return "\n".join(parts)
+
+
+def to_csv(rows: Sequence[dict[str, Any]], header: Sequence[str] | None = None) -> str:
+    buf = io.StringIO()
+    fields = list(header if header is not None else rows[0].keys() if rows else [])
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_report(report: Report, out_dir: str | Path) -> list[Path]:
+    """Write :data:`FILES` into ``out_dir``; all four are renamed into place only after all were written."""
+    out_dir = Path(out_dir)
+    texts = {
+        "report.md": to_markdown(report),
+        "report.csv": to_csv(run_rows(report)),
+        "report_groups.csv": to_csv(group_rows(report)),
+        "report_ratios.csv": to_csv(ratio_rows(report), _RATIO_HEADER),
+    }
+    with contextlib.ExitStack() as stack:
+        for name in FILES:
+            stack.enter_context(atomic_path(out_dir / name)).write_text(texts[name])
+    return [out_dir / name for name in FILES]
+
+
+_RATIO_HEADER = (
+    "task",
+    "length",
+    "order",
+    "ssm_model",
+    "ssm_median_steps",
+    "ssm_bound",
+    "transformer_model",
+    "transformer_median_steps",
+    "transformer_bound",
+    "ratio",
+    "ratio_bound",
+)

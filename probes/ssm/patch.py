@@ -1,0 +1,196 @@
+"""Choose which selective-scan implementation a transformers SSM model runs, per model instance.
+
+transformers' Mamba-1 style mixers (`MambaMixer`, `FalconMambaMixer`, `JambaMambaMixer`, `ZambaMambaMixer`)
+call the module-level function `mamba_selective_scan`, which is mamba-ssm's CUDA kernel when that package
+imports and otherwise a per-time-step Python loop (about 100x slower than a Transformer on a CPU).
+
+`enable_fast_path(model)` gives each such mixer an instance-level `forward`: transformers' own forward code,
+re-bound to a copy of its module namespace in which `mamba_selective_scan` is `probes.ssm.selective_scan`
+(and the other kernel hooks are their PyTorch fallbacks). So the model's code runs unchanged: cache handling,
+masks, norms, dtype casts; nothing in transformers is mutated, other model instances are unaffected and
+`enable_fast_path(model, enabled=False)` restores the original. At call time the hook still defers to
+transformers when the input is on CUDA and mamba-ssm's kernels are importable.
+
+Path names (recorded in a run's `env.json` as `mamba_path`):
+`"mamba-ssm"` (CUDA kernels), `"probes-fast-scan"` (ours), `"transformers-sequential"` (reference loop, only
+when the fast path is disabled), `"transformers-torch-ssd"` (Mamba-2's chunked PyTorch path, left as is).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import types
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .selective_scan import selective_scan
+
+MAMBA_SSM = "mamba-ssm"
+FAST_SCAN = "probes-fast-scan"
+SEQUENTIAL = "transformers-sequential"
+TORCH_SSD = "transformers-torch-ssd"
+
+_SCAN = "mamba_selective_scan"  # the global a Mamba-1 mixer's forward calls
+_MAMBA2_SCAN = "mamba2_chunk_scan"  # the global a Mamba-2 mixer's forward calls
+_KERNEL_HOOKS = ("mamba_inner_fn", "causal_conv1d_fn", "causal_conv1d_update", "mamba_selective_state_update")
+_ORIGINAL = "_probes_original_forward"  # instance attribute: what `forward` was before we hooked it
+
+#: How many times each scan implementation ran through a hooked mixer, process-wide (for tests and logs).
+SCAN_CALLS: Counter[str] = Counter()
+
+
+def enable_fast_path(model: nn.Module, *, enabled: bool = True) -> str | None:
+    """Hook (or, with `enabled=False`, unhook) every Mamba-1 mixer of `model`; return `detect_mamba_path`.
+
+    Idempotent. Models without Mamba-1 mixers are left untouched (Mamba-2 keeps transformers' path).
+    """
+    for mixer in _mamba1_mixers(model):
+        if enabled:
+            _install(mixer)
+        else:
+            _uninstall(mixer)
+    return detect_mamba_path(model)
+
+
+def detect_mamba_path(model: nn.Module) -> str | None:
+    """The scan path `model` runs on its current device, or None if it has no SSM layers."""
+    device = _model_device(model)
+    mamba1 = _mamba1_mixers(model)
+    if mamba1:
+        if device.type == "cuda" and _kernel_importable(mamba1[0], _SCAN):
+            return MAMBA_SSM
+        return FAST_SCAN if all(_ORIGINAL in m.__dict__ for m in mamba1) else SEQUENTIAL
+    mamba2 = [m for m in model.modules() if _calls_global(type(m), _MAMBA2_SCAN)]
+    if mamba2:
+        if device.type == "cuda" and _kernel_importable(mamba2[0], _MAMBA2_SCAN):
+            return MAMBA_SSM
+        return TORCH_SSD
+    return None
+
+
+def _mamba1_mixers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if _calls_global(type(m), _SCAN)]
+
+
+@functools.lru_cache(maxsize=None)
+def _calls_global(cls: type, name: str) -> bool:
+    """Whether `cls.forward` (under its decorators) calls the module-level function `name` of its module."""
+    module = sys.modules.get(cls.__module__)
+    forward = inspect.unwrap(getattr(cls, "forward", None) or (lambda: None))
+    code = getattr(forward, "__code__", None)
+    return module is not None and callable(getattr(module, name, None)) and code is not None and name in code.co_names
+
+
+def _kernel_importable(mixer: nn.Module, name: str) -> bool:
+    """Whether transformers resolved `name` to the mamba-ssm package (its fallback decorator records it)."""
+    wrapper = getattr(sys.modules[type(mixer).__module__], name)
+    try:
+        return bool(inspect.getclosurevars(wrapper).nonlocals.get("is_new_implementation", False))
+    except TypeError:  # not a plain function: transformers changed its decorator; assume no kernel
+        return False
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _fast_selective_scan(
+    hidden_states: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    use_mambapy: bool = False,  # transformers' own alternatives, meaningless here
+    use_associative_scan: bool = False,
+    **kwargs: Any,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """`mamba_selective_scan`'s signature, served by `selective_scan`."""
+    unsupported = sorted(k for k, v in kwargs.items() if v is not None)
+    if unsupported:
+        raise ValueError(f"probes fast scan does not support {unsupported} (packed sequences need mamba-ssm)")
+    SCAN_CALLS[FAST_SCAN] += 1
+    return selective_scan(hidden_states, dt, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _install(mixer: nn.Module) -> None:
+    if _ORIGINAL in mixer.__dict__:
+        return
+    cls = type(mixer)
+    module = sys.modules[cls.__module__]
+    overrides: dict[str, Callable[..., Any]] = {_SCAN: _fast_selective_scan}
+    for name in _KERNEL_HOOKS:  # the PyTorch versions, even where mamba-ssm imports (it is CUDA-only)
+        if callable(getattr(module, name, None)):
+            overrides[name] = inspect.unwrap(getattr(module, name))
+    fast = _rebind(cls.forward, overrides)
+    reference = cls.forward
+    kernels = _kernel_importable(mixer, _SCAN)
+
+    def forward(self: nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        impl = reference if kernels and hidden_states.is_cuda else fast
+        return impl(self, hidden_states, *args, **kwargs)
+
+    bound = types.MethodType(forward, mixer)
+    if hasattr(mixer, "_hf_hook") and hasattr(mixer, "_old_forward"):  # accelerate wraps `forward` itself
+        mixer.__dict__[_ORIGINAL] = ("_old_forward", mixer._old_forward)
+        mixer._old_forward = bound
+    else:
+        mixer.__dict__[_ORIGINAL] = ("forward", mixer.__dict__.get("forward"))
+        mixer.forward = bound
+
+
+def _uninstall(mixer: nn.Module) -> None:
+    saved = mixer.__dict__.pop(_ORIGINAL, None)
+    if saved is None:
+        return
+    attr, previous = saved
+    if previous is None:
+        mixer.__dict__.pop(attr, None)
+    else:
+        setattr(mixer, attr, previous)
+
+
+def _rebind(fn: Callable[..., Any], overrides: dict[str, Any]) -> Callable[..., Any]:
+    """A copy of `fn` whose global names in `overrides` resolve to the given objects.
+
+    Follows `__wrapped__` so that decorators (transformers wraps mixer forwards with accelerate hook
+    helpers) are kept and only the innermost function sees the new names. Functions that use none of the
+    names are returned as they are.
+    """
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    inner = getattr(fn, "__wrapped__", None)
+    new_inner = _rebind(inner, overrides) if inner is not None else None
+    used = {k: v for k, v in overrides.items() if k in fn.__code__.co_names}
+    if not used and new_inner is inner:
+        return fn
+    namespace = {**fn.__globals__, **used} if used else fn.__globals__
+    closure = fn.__closure__
+    if closure is not None and new_inner is not inner:
+        closure = tuple(types.CellType(new_inner) if _cell_is(c, inner) else c for c in closure)
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__dict__.update(fn.__dict__)
+    copy.__qualname__ = fn.__qualname__
+    if new_inner is not None:
+        copy.__wrapped__ = new_inner
+    return copy
+
+
+def _cell_is(cell: types.CellType, obj: object) -> bool:
+    try:
+        return cell.cell_contents is obj
+    except ValueError:  # empty cell
+        return False

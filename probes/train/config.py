@@ -1,0 +1,101 @@
+"""Run configuration: what a probe run is, as recorded in its run directory (SPEC §2 defaults).
+
+Dataclasses reject unknown keys on construction (``TypeError``), which :func:`run_config_from_dict` turns
+into a one-line :class:`UserError`, so a typo in a resumed config never silently changes a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from probes.errors import UserError
+
+SCHEMA_VERSION = 1
+PAPER_LRS: tuple[float, ...] = (1e-5, 5e-5, 1e-4)
+PAPER_INIT_SEEDS: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "pythia-tiny"
+    init_strategy: str = "mean"
+    init_seed: int = 0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str = "grounding"
+    params: dict[str, Any] = field(default_factory=dict)  # the task config's fields except context_offset
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-4
+    batch_size: int = 64
+    max_steps: int = 78_000
+    eval_every: int | None = None  # None -> 1% of max_steps
+    eval_samples: int = 100_000
+    eval_batch_size: int = 512
+    threshold: float = 0.95
+    early_stop: bool = True
+    n_train: int = 1_000_000
+    seed: int = 0  # data order
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    train_log_every: int = 10
+    device: str = "auto"
+    verify_disjoint: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
+            (self.batch_size >= 1, f"batch size must be >= 1 (got {self.batch_size})"),
+            (self.max_steps >= 1, f"max steps must be >= 1 (got {self.max_steps})"),
+            (self.eval_every is None or self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.eval_samples >= 1, f"eval samples must be >= 1 (got {self.eval_samples})"),
+            (0 < self.threshold <= 1, f"threshold must be in (0, 1] (got {self.threshold})"),
+            (self.n_train >= self.batch_size, "n_train must be at least one batch"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every if self.eval_every is not None else max(1, self.max_steps // 100)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelSpec = field(default_factory=ModelSpec)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+
+def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """Inverse of :meth:`RunConfig.to_dict`; unknown or missing-typed keys are a one-line error."""
+    d = dict(d)
+    version = d.pop("schema_version", None)
+    if version != SCHEMA_VERSION:
+        raise UserError(f"run config schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+    try:
+        model = dict(d.pop("model"))
+        task = dict(d.pop("task"))
+        train = dict(d.pop("train"))
+        model.pop("family", None), model.pop("n_params", None)  # informational fields written by the trainer
+        if "betas" in train:
+            train["betas"] = tuple(train["betas"])
+        return RunConfig(ModelSpec(**model), TaskSpec(**task), TrainConfig(**train), **d)
+    except (TypeError, KeyError) as exc:
+        raise UserError(f"run config is not valid: {exc}") from None
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    return dataclasses.replace(cfg, **changes)

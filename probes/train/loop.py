@@ -1,0 +1,214 @@
+"""One probe run: resize, train with AdamW on the task, evaluate every 1% of the budget, early-stop.
+
+Determinism: the training order is a pure function of ``(train.seed, step)`` (a seeded permutation of the
+training indices per epoch) and the data of an index is a pure function of the task config, so every model
+sees the same samples in the same order, and a resumed run replays exactly the steps it missed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probes.errors import UserError
+from probes.models.registry import load_backbone
+from probes.models.resize import add_tokens
+from probes.synthetic.base import ProbeTask, TaskConfigError
+from probes.synthetic.registry import build_task
+
+from . import rundir
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig, run_config_from_dict
+from .evaluate import evaluate
+from .forward import loss_and_correct, target_logits
+
+StepCallback = Callable[[int, dict[str, Any]], None]
+BASE_MODEL_SEED = 0  # presets: the "pretrained" weights are the same for every lr / init seed of a grid
+
+
+class DataOrder:
+    """Training indices for a step: epoch-wise seeded permutations of ``range(n_train)``."""
+
+    def __init__(self, n_train: int, batch_size: int, seed: int) -> None:
+        self.n, self.b, self.seed = n_train, batch_size, seed
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) > 2:
+                self._perms.pop(min(self._perms))
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms[epoch] = torch.randperm(self.n, generator=gen)
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> torch.Tensor:
+        pos = torch.arange(step * self.b, (step + 1) * self.b)
+        epochs, offsets = pos // self.n, pos % self.n
+        return torch.cat([self._perm(int(e))[offsets[epochs == e]] for e in torch.unique(epochs)])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but CUDA is not available")
+    return device
+
+
+def enable_mamba_fast_path(model: torch.nn.Module) -> str | None:
+    """Use mamba-ssm kernels when present on CUDA, otherwise our fast scan; None for models without SSM."""
+    try:
+        from probes.ssm.patch import enable_fast_path
+    except ImportError:
+        return None
+    return enable_fast_path(model)
+
+
+def build_task_for(cfg: RunConfig, vocab_size: int) -> ProbeTask:
+    params = dict(cfg.task.params)
+    params.setdefault("context_offset", vocab_size)
+    try:
+        task = build_task(cfg.task.name, params)
+    except TaskConfigError as exc:
+        raise UserError(f"model {cfg.model.name} ({vocab_size} vocabulary rows): {exc}") from None
+    if task.min_base_vocab > vocab_size:
+        raise UserError(
+            f"model {cfg.model.name} has {vocab_size} vocabulary rows but the task needs existing ids up to "
+            f"{task.min_base_vocab - 1}: use a shorter --len or a model with a larger vocabulary"
+        )
+    return task
+
+
+def _disjoint_record(task: ProbeTask, cfg: RunConfig) -> dict[str, Any]:
+    if not cfg.train.verify_disjoint:
+        return {"checked": False}
+    try:
+        from probes.synthetic.disjoint import check_disjoint
+    except ImportError:
+        return {"checked": False, "why": "probes.synthetic.disjoint unavailable"}
+    n_train = min(cfg.train.n_train, cfg.train.max_steps * cfg.train.batch_size)
+    result = check_disjoint(task, n_train, cfg.train.eval_samples)
+    if result.get("overlaps", 0):
+        raise UserError(f"train and held-out splits overlap ({result['overlaps']} samples): refusing to train")
+    return {"checked": True, **result}
+
+
+def run(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_step: StepCallback | None = None,
+) -> dict[str, Any]:
+    """Train one run into ``run_dir``; return its summary. KeyboardInterrupt leaves a resumable run."""
+    t = cfg.train
+    device = resolve_device(t.device)
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    backbone = load_backbone(cfg.model.name, seed=BASE_MODEL_SEED)  # bad names fail before any file exists
+    model = backbone.model
+    task = build_task_for(cfg, backbone.vocab_size)
+    resuming = rundir.prepare(run_dir, resume, overwrite)
+    if resuming:
+        saved = run_config_from_dict(json.loads((run_dir / "config.json").read_text()))
+        if saved != cfg:
+            raise UserError(f"{run_dir} was started with a different configuration; resume it with the same options")
+    first = add_tokens(model, len(task.new_tokens), cfg.model.init_strategy, cfg.model.init_seed)
+    assert first == task.first_new_id, (first, task.first_new_id)
+    mamba_path = enable_mamba_fast_path(model)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=device.type == "cuda"
+    )
+    writer = rundir.RunWriter(run_dir)
+    state: dict[str, Any] = {"step": 0, "reached_step": None, "wall_time": 0.0, "best_acc": 0.0, "final_acc": None}
+    if resuming:
+        state = load_checkpoint(run_dir, model, optimizer, device)
+        writer.truncate_to(state["step"])
+    else:
+        config_json = cfg.to_dict()
+        config_json["model"] |= {"family": backbone.family, "n_params": backbone.n_params()}
+        writer.write_json("config.json", config_json)
+        writer.write_json("manifest.json", {**task.manifest(), "disjoint_check": _disjoint_record(task, cfg)})
+    writer.write_json("env.json", rundir.environment(device, mamba_path, str(autocast_dtype or "float32")))
+
+    order = DataOrder(t.n_train, t.batch_size, t.seed)
+    interval = t.eval_interval
+
+    def summary(status: str, error: str | None = None) -> dict[str, Any]:
+        reached = state["reached_step"]
+        out = {
+            "status": status,
+            "reached": reached is not None,
+            "threshold": t.threshold,
+            "steps_to_threshold": reached,
+            "samples_to_threshold": None if reached is None else reached * t.batch_size,
+            "final_acc": state["final_acc"],
+            "best_acc": state["best_acc"],
+            "steps_done": state["step"],
+            "max_steps": t.max_steps,
+            "wall_time": round(state["wall_time"], 3),
+            "mamba_path": mamba_path,
+            "error": error,
+        }
+        writer.write_json("summary.json", out)
+        return out
+
+    summary("running")
+    start_wall = time.perf_counter() - state["wall_time"]
+    step = state["step"]
+    last_acc = state["final_acc"]
+    try:
+        while step < t.max_steps and not (t.early_stop and state["reached_step"] is not None):
+            batch = task.generate("train", order.indices(step).to(device))
+            lr = t.lr * min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else t.lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = target_logits(model, batch.input_ids, batch.label_positions)
+            loss, _ = loss_and_correct(logits, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["step"] = step
+            state["wall_time"] = time.perf_counter() - start_wall
+            if step % t.train_log_every == 0:
+                writer.append(
+                    {"kind": "train", "step": step, "samples_seen": step * t.batch_size,
+                     "wall_time": round(state["wall_time"], 3), "loss": loss.item(), "lr": lr}
+                )
+            if step % interval == 0 or step == t.max_steps:
+                ev = evaluate(model, task, t.eval_samples, t.eval_batch_size, device, autocast_dtype)
+                last_acc = ev.accuracy
+                state["final_acc"] = ev.accuracy
+                state["best_acc"] = max(state["best_acc"], ev.accuracy)
+                if ev.accuracy >= t.threshold and state["reached_step"] is None:
+                    state["reached_step"] = step
+                state["wall_time"] = time.perf_counter() - start_wall
+                writer.add_eval(
+                    {"kind": "eval", "step": step, "samples_seen": step * t.batch_size,
+                     "frac_steps": step / t.max_steps, "wall_time": round(state["wall_time"], 3),
+                     "heldout_loss": ev.loss, "heldout_acc": ev.accuracy,
+                     "per_position_acc": ev.per_position_acc, "per_position_count": ev.per_position_count},
+                    ev.per_position_count,
+                )
+                save_checkpoint(run_dir, model, optimizer, state)
+            if on_step is not None:
+                on_step(step, {"loss": loss.item(), "acc": last_acc, "max_steps": t.max_steps})
+    except KeyboardInterrupt:
+        summary("interrupted")
+        raise
+    except Exception as exc:
+        summary("failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise
+    return summary("finished")

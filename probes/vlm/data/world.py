@@ -1,0 +1,194 @@
+"""An offline synthetic image world written in the real dataset formats, deterministic from a seed.
+
+Each image (default 128×96, not square, so the letterbox padding is exercised) shows 2–3 objects — a
+coloured circle, square, triangle or digit — placed without overlap; every (colour, kind) pair appears at
+most once per image, so "the red circle" names exactly one object. From the scene it derives:
+
+- captions (5 phrasings, objects listed left to right) → ``dataset_coco.json`` (Karpathy layout) and the
+  stage-1 ``llava_pretrain.json``;
+- referring expressions with pixel boxes → ``refcoco.jsonl`` (one row per expression, COCO ``xywh``);
+- questions (count, colour of a kind, presence yes/no) → ``vqav2_{split}_questions.json`` and
+  ``vqav2_{split}_annotations.json`` (10 identical answers, as VQAv2 scores against 10);
+- ``llava_instruct.json`` for stage 2: per training image one grounding conversation (all expressions as
+  turns, boxes as normalised text on the letterboxed input), one VQA conversation and one caption.
+
+Splits by image index: 80 % train, 10 % val, 10 % test. ``world.json`` records the seed and file list.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from probes.errors import UserError
+from probes.io import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir
+
+from ..image import box_text
+from .llava import llava_record
+from .tasks import INSTRUCTIONS
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 60),
+    "blue": (40, 70, 220),
+    "yellow": (230, 200, 20),
+}
+KINDS = ("circle", "square", "triangle", "digit")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+IMAGE_TEMPLATE = "images/COCO_{subtype}_{image_id:012d}.png"
+
+
+@dataclass(frozen=True)
+class WorldObject:
+    kind: str
+    colour: str
+    box: tuple[int, int, int, int]  # pixel x1, y1, x2, y2 (exclusive ends)
+    digit: int = -1
+
+    @property
+    def noun(self) -> str:
+        return f"digit {DIGIT_WORDS[self.digit]}" if self.kind == "digit" else self.kind
+
+    @property
+    def phrase(self) -> str:
+        return f"{self.colour} {self.noun}"
+
+
+def split_of(index: int) -> str:
+    r = index % 10
+    return "train" if r < 8 else ("val" if r == 8 else "test")
+
+
+def _scene(rng: random.Random, width: int, height: int) -> list[WorldObject]:
+    n = rng.randint(2, 3)
+    objs: list[WorldObject] = []
+    used: set[tuple[str, str]] = set()
+    attempts = 0
+    while len(objs) < n and attempts < 200:
+        attempts += 1
+        kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
+        if (kind, colour) in used:
+            continue
+        size = rng.randint(min(width, height) // 4, min(width, height) // 3)
+        x, y = rng.randint(2, width - size - 2), rng.randint(2, height - size - 2)
+        box = (x, y, x + size, y + size)
+        if any(not (box[2] + 2 <= o.box[0] or o.box[2] + 2 <= box[0] or box[3] + 2 <= o.box[1] or o.box[3] + 2 <= box[1]) for o in objs):
+            continue
+        used.add((kind, colour))
+        objs.append(WorldObject(kind, colour, box, rng.randrange(10) if kind == "digit" else -1))
+    return sorted(objs, key=lambda o: (o.box[0], o.box[1]))
+
+
+def _draw(objs: list[WorldObject], width: int, height: int) -> tuple[Image.Image, list[WorldObject]]:
+    """Render; a digit's box is tightened to its drawn glyph so the box is what is visible."""
+    img = Image.new("RGB", (width, height), (245, 245, 245))
+    d = ImageDraw.Draw(img)
+    out = []
+    for o in objs:
+        x1, y1, x2, y2 = o.box
+        fill = COLOURS[o.colour]
+        if o.kind == "circle":
+            d.ellipse([x1, y1, x2 - 1, y2 - 1], fill=fill)
+        elif o.kind == "square":
+            d.rectangle([x1, y1, x2 - 1, y2 - 1], fill=fill)
+        elif o.kind == "triangle":
+            d.polygon([((x1 + x2) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
+        else:
+            font = ImageFont.load_default(size=int((y2 - y1) * 1.2))
+            gx1, gy1, gx2, gy2 = d.textbbox((0, 0), str(o.digit), font=font)
+            ox, oy = x1 + ((x2 - x1) - (gx2 - gx1)) // 2 - gx1, y1 + ((y2 - y1) - (gy2 - gy1)) // 2 - gy1
+            d.text((ox, oy), str(o.digit), fill=fill, font=font)
+            tb = d.textbbox((ox, oy), str(o.digit), font=font)
+            o = WorldObject(o.kind, o.colour, (max(tb[0], 0), max(tb[1], 0), min(tb[2], width), min(tb[3], height)), o.digit)
+        out.append(o)
+    return img, out
+
+
+def _captions(objs: list[WorldObject]) -> list[str]:
+    names = [f"a {o.phrase}" for o in objs]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return [
+        listed,
+        f"{len(objs)} objects: {listed}",
+        f"an image with {listed}",
+        f"{listed} on a grey background",
+        f"from left to right, {listed}",
+    ]
+
+
+def _questions(rng: random.Random, objs: list[WorldObject]) -> list[tuple[str, str]]:
+    qs = [("how many objects are there?", str(len(objs)))]
+    kinds = [o.kind for o in objs]
+    for o in objs:
+        if kinds.count(o.kind) == 1:
+            qs.append((f"what color is the {o.kind}?", o.colour))
+    present = {(o.colour, o.kind) for o in objs}
+    colour, kind = rng.choice(list(COLOURS)), rng.choice(KINDS[:3])
+    qs.append((f"is there a {colour} {kind}?", "yes" if (colour, kind) in present else "no"))
+    return qs
+
+
+def write_world(out: str | Path, n_images: int, seed: int, *, width: int = 128, height: int = 96) -> dict:
+    """Write the world into ``out`` (see module docstring); returns the ``world.json`` manifest."""
+    if n_images < 1:
+        raise UserError("--n-images must be at least 1")
+    if width < 48 or height < 48:
+        raise UserError("the canvas must be at least 48x48 pixels")
+    out = Path(out)
+    ensure_writable_dir(out / "images")
+    rng = random.Random(seed)
+    subtype = "synth"
+    pretrain, instruct, refs, karpathy = [], [], [], []
+    vqa: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], []), "test": ([], [])}
+    qid = 0
+    for i in range(n_images):
+        image_id = i + 1
+        split = split_of(i)
+        rel = IMAGE_TEMPLATE.format(subtype=subtype, image_id=image_id)
+        img, objs = _draw(_scene(rng, width, height), width, height)
+        with atomic_path(out / rel, suffix=".png") as tmp:
+            img.save(tmp, format="PNG")
+        caps = _captions(objs)
+        karpathy.append({
+            "filepath": str(Path(rel).parent), "filename": Path(rel).name, "imgid": i, "cocoid": image_id,
+            "split": split, "sentences": [{"raw": c, "tokens": c.replace(",", "").split()} for c in caps],
+        })
+        for k, o in enumerate(objs):
+            x1, y1, x2, y2 = o.box
+            refs.append({"id": f"{image_id}-{k}", "image": rel, "width": width, "height": height,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "expression": f"the {o.phrase}", "split": split,
+                         "ref_id": len(refs)})
+        questions = _questions(rng, objs)
+        for q, a in questions:
+            qid += 1
+            vqa[split][0].append({"question_id": qid, "image_id": image_id, "question": q})
+            vqa[split][1].append({"question_id": qid, "image_id": image_id, "question_type": q.split()[0],
+                                  "answer_type": "yes/no" if a in ("yes", "no") else ("number" if a.isdigit() else "other"),
+                                  "multiple_choice_answer": a,
+                                  "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": j + 1} for j in range(10)]})
+        if split != "train":
+            continue
+        pretrain.append(llava_record(f"{image_id}-cap", rel, "caption", "", [(INSTRUCTIONS["caption"], caps[0])]))
+        instruct.append(llava_record(f"{image_id}-ground", rel, "grounding", INSTRUCTIONS["grounding"],
+                                     [(f"the {o.phrase}", box_text(o.box, width, height)) for o in objs]))
+        instruct.append(llava_record(f"{image_id}-vqa", rel, "vqa", INSTRUCTIONS["vqa"], questions))
+        instruct.append(llava_record(f"{image_id}-cap", rel, "caption", "", [(INSTRUCTIONS["caption"], caps[i % 5])]))
+    files = {"llava_pretrain": "llava_pretrain.json", "llava_instruct": "llava_instruct.json",
+             "refcoco": "refcoco.jsonl", "karpathy": "dataset_coco.json"}
+    atomic_write_json(out / files["llava_pretrain"], pretrain)
+    atomic_write_json(out / files["llava_instruct"], instruct)
+    atomic_write_text(out / files["refcoco"], "".join(json.dumps(r) + "\n" for r in refs))
+    atomic_write_json(out / files["karpathy"], {"dataset": "coco", "images": karpathy})
+    for split, (qs, anns) in vqa.items():
+        files[f"vqav2_{split}_questions"] = f"vqav2_{split}_questions.json"
+        files[f"vqav2_{split}_annotations"] = f"vqav2_{split}_annotations.json"
+        atomic_write_json(out / files[f"vqav2_{split}_questions"], {"data_subtype": subtype, "questions": qs})
+        atomic_write_json(out / files[f"vqav2_{split}_annotations"], {"data_subtype": subtype, "annotations": anns})
+    manifest = {"schema_version": 1, "seed": seed, "n_images": n_images, "canvas": [width, height],
+                "image_template": IMAGE_TEMPLATE, "vqa_image_root": ".", "files": files}
+    atomic_write_json(out / "world.json", manifest)
+    return manifest

@@ -1,0 +1,273 @@
+"""Two-stage VLM training through accelerate (one code path: single device, DDP, FSDP, DeepSpeed).
+
+Run directory::
+
+    config.json      {"schema_version": 1, "train": VLMTrainConfig, "vlm": VLMConfig, "data": pack stats}
+    env.json         versions, device, processes, mixed precision, mamba_path
+    metrics.jsonl    {"kind": "train", "step", "samples_seen", "wall_time", "loss", "lr"} per log_every steps
+    checkpoint/      accelerate ``save_state`` (model, optimizer, scheduler, RNG) + state.json (step, cursor)
+    final/           the VLM checkpoint directory (:func:`probes.vlm.model.load_vlm`)
+    summary.json     {"status", "steps_done", "max_steps", "final_loss", "wall_time", "error"}
+
+Data order is a pure function of (seed, step): the packed sequences are shuffled per epoch by a seeded
+permutation and step ``s`` takes global positions ``[s·B, (s+1)·B)``; process ``r`` of ``W`` takes every
+W-th of them. The data cursor in ``state.json`` is therefore just the step, and resuming from a checkpoint
+replays exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_cosine_schedule_with_warmup
+
+from probes.errors import UserError
+from probes.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from probes.models.registry import load_config
+
+from .data.llava import Conversation, load_llava
+from .image import load_image, pixel_tensor
+from .model import VLM, build_vlm, enable_fast_path, load_vlm
+from .packing import PackedItem, TokenisedConversation, pack
+from .sequence import Turn, image_block_len_bound
+from .tokenizer import encode, load_tokenizer, train_tokenizer
+from .train_config import VLMTrainConfig
+
+SCHEMA_VERSION = 1
+TINY_TOKENIZER_VOCAB = 512
+
+
+def _texts(convs: list[Conversation]) -> list[str]:
+    out = []
+    for c in convs:
+        out.append(c.instruction)
+        for p, r in c.turns:
+            out += [p, r]
+    return [t for t in out if t]
+
+
+def _make_vlm(cfg: VLMTrainConfig, convs: list[Conversation]) -> VLM:
+    if cfg.init_from:
+        src = Path(cfg.init_from)
+        vlm = load_vlm(src / "final" if (src / "final" / "vlm_config.json").is_file() else src)
+        if vlm.config.task_aware != cfg.task_aware:
+            vlm.config.task_aware = cfg.task_aware
+        return vlm
+    if cfg.tokenizer:
+        tok = load_tokenizer(cfg.tokenizer)
+    elif Path(cfg.backbone).is_dir():
+        tok = load_tokenizer(cfg.backbone)
+    else:  # offline preset: train a byte-level BPE on the training texts, capped at the vocabulary
+        vocab = int(load_config(cfg.backbone).vocab_size)
+        tok = train_tokenizer(_texts(convs), min(vocab, TINY_TOKENIZER_VOCAB))
+    return build_vlm(
+        backbone=cfg.backbone,
+        encoder=cfg.encoder,
+        connector=cfg.connector,
+        tokenizer=tok,
+        resolution=cfg.resolution,
+        encoder_weights=cfg.encoder_weights,
+        encoder_overrides=cfg.encoder_overrides,
+        prune_k=cfg.prune_k,
+        task_aware=cfg.task_aware,
+        seed=cfg.seed,
+    )
+
+
+def _packed_items(cfg: VLMTrainConfig, vlm: VLM, convs: list[Conversation]) -> tuple[list[PackedItem], dict[str, int]]:
+    tok = vlm.tokenizer
+    tconvs = [
+        TokenisedConversation(
+            image=c.image,
+            task=c.task,
+            instruction_ids=encode(tok, c.instruction),
+            turns=tuple(Turn(encode(tok, p), encode(tok, r)) for p, r in c.turns),
+        )
+        for c in convs
+    ]
+    n_visual = cfg.prune_k or vlm.encoder.n_patches
+    items, stats = pack(tconvs, image_tokens=image_block_len_bound(vlm.encoder.grid[0], n_visual), max_length=cfg.max_length)
+    if not items:
+        raise UserError(f"no training sequence fits max_length {cfg.max_length} (dropped {stats.dropped_too_long})")
+    return items, {"sequences": stats.sequences, "examples": stats.examples, "dropped_too_long": stats.dropped_too_long}
+
+
+def batch_positions(step: int, batch_size: int, n_items: int, seed: int) -> list[int]:
+    """Item indices of global batch ``step`` (epochs concatenated, each a seeded permutation)."""
+    out = []
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(pos, n_items)
+        perm = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(perm[offset]))
+    return out
+
+
+def set_trainable(vlm: VLM, stage: int) -> list[torch.nn.Parameter]:
+    """Stage 1: connector (+ pruner, + a trainable encoder); stage 2: also the whole language model."""
+    vlm.requires_grad_(False)
+    vlm.connector.requires_grad_(True)
+    if vlm.pruner is not None:
+        vlm.pruner.requires_grad_(True)
+    if vlm.encoder.trainable:
+        vlm.encoder.requires_grad_(True)
+    if stage == 2:
+        vlm.backbone.requires_grad_(True)
+    return [p for p in vlm.parameters() if p.requires_grad]
+
+
+def _env(acc: Accelerator, mamba_path: str | None) -> dict[str, Any]:
+    import transformers
+
+    dev = acc.device
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "num_processes": acc.num_processes,
+        "distributed_type": str(acc.distributed_type),
+        "mixed_precision": acc.mixed_precision,
+        "threads": torch.get_num_threads(),
+        "mamba_path": mamba_path,
+    }
+
+
+def train(cfg: VLMTrainConfig, *, show_progress: bool = True, stop_after: int | None = None) -> Path:
+    """Run (or resume) one stage; returns the run directory. Resumes when ``out/checkpoint`` exists.
+
+    ``stop_after``: checkpoint and stop (status ``stopped``) once that many steps are done — for time-sliced
+    cluster jobs; rerunning the same command continues exactly."""
+    out = Path(cfg.out)
+    acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", cpu=not torch.cuda.is_available())
+    if cfg.batch_size % acc.num_processes:
+        raise UserError(f"batch size {cfg.batch_size} is not divisible by {acc.num_processes} processes")
+    ckpt = out / "checkpoint"
+    resume = (ckpt / "state.json").is_file()
+    if resume:
+        saved = json.loads((out / "config.json").read_text())["train"]
+        if saved != json.loads(cfg.model_dump_json()):  # the schedule depends on every field, max_steps included
+            raise UserError(f"{out} holds a run with a different config; resume with the same options or choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not empty (and has no checkpoint to resume)")
+    set_seed(cfg.seed)
+    convs = load_llava(cfg.data_file(), cfg.image_root, default_task="caption" if cfg.stage == 1 else "chat")
+    if not convs:
+        raise UserError(f"{cfg.data_file()} holds no conversations")
+    vlm = _make_vlm(cfg, convs)
+    mamba_path = enable_fast_path(vlm.backbone, vlm.config.family)
+    items, pack_stats = _packed_items(cfg, vlm, convs)
+    if acc.is_main_process:  # only now: bad inputs above leave no run directory behind
+        ensure_writable_dir(out)
+    params = set_trainable(vlm, cfg.stage)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sched = get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+    # The scheduler is not prepared: accelerate would step it once per process (it assumes its own sharded
+    # dataloader); batches here are global steps already. It is registered so save_state/load_state keep it.
+    model, opt = acc.prepare(vlm, opt)
+    acc.register_for_checkpointing(sched)
+    if acc.is_main_process and not resume:
+        atomic_write_json(out / "config.json", {"schema_version": SCHEMA_VERSION, "train": json.loads(cfg.model_dump_json()),
+                                                "vlm": vlm.config.__dict__, "data": pack_stats})
+        atomic_write_json(out / "env.json", _env(acc, mamba_path))
+    start = 0
+    if resume:
+        acc.load_state(str(ckpt))
+        start = int(json.loads((ckpt / "state.json").read_text())["step"])
+    metrics_path = out / "metrics.jsonl"
+    lines = []
+    if resume and metrics_path.is_file():
+        lines = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
+
+    enc = vlm.encoder
+    per_proc = cfg.batch_size // acc.num_processes
+    t0 = time.time()
+    status, error, loss_value = "running", None, float("nan")
+    from probes.cli.common import progress_bar
+
+    progress = progress_bar("loss")
+    task = progress.add_task(f"stage {cfg.stage}", total=cfg.max_steps, completed=start, loss="")
+    if show_progress and acc.is_main_process:
+        progress.start()
+    try:
+        model.train()
+        for step in range(start, cfg.max_steps):
+            idx = batch_positions(step, cfg.batch_size, len(items), cfg.seed)[acc.process_index :: acc.num_processes]
+            assert len(idx) == per_proc
+            px = torch.stack([pixel_tensor(load_image(items[i].image), enc.resolution, enc.mean, enc.std) for i in idx])
+            with acc.autocast():
+                loss = model(px.to(acc.device), [items[i].parts for i in idx])
+            acc.backward(loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            loss_value = float(acc.reduce(loss.detach().float(), reduction="mean"))
+            if not math.isfinite(loss_value):
+                raise UserError(f"loss became {loss_value} at step {step + 1}; lower --lr")
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.max_steps:
+                lines.append(json.dumps({"kind": "train", "step": done, "samples_seen": done * cfg.batch_size,
+                                         "wall_time": time.time() - t0, "loss": loss_value, "lr": sched.get_last_lr()[0]}))
+                if acc.is_main_process:
+                    atomic_write_text(metrics_path, "\n".join(lines) + "\n")
+            progress.update(task, completed=done, loss=f"loss {loss_value:.3f}")
+            stop = stop_after is not None and done >= stop_after and done < cfg.max_steps
+            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps or stop:
+                _save_checkpoint(acc, ckpt, done, cfg.batch_size)
+            if stop:
+                status = "stopped"
+                return out
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            acc.unwrap_model(model).save(out / "final")
+        status = "finished"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted"
+        raise
+    except Exception as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        progress.stop()
+        status = "failed" if status == "running" else status
+        if acc.is_main_process:
+            atomic_write_json(out / "summary.json", {"status": status, "steps_done": _steps_done(ckpt),
+                                                     "max_steps": cfg.max_steps, "final_loss": loss_value,
+                                                     "wall_time": time.time() - t0, "error": error})
+    return out
+
+
+def _steps_done(ckpt: Path) -> int:
+    f = ckpt / "state.json"
+    return int(json.loads(f.read_text())["step"]) if f.is_file() else 0
+
+
+def _save_checkpoint(acc: Accelerator, ckpt: Path, step: int, batch_size: int) -> None:
+    """accelerate state into ``checkpoint.tmp``, then swapped in, so a crash never leaves half a checkpoint."""
+    import shutil
+
+    tmp = ckpt.with_name("checkpoint.tmp")
+    acc.wait_for_everyone()
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        atomic_write_json(tmp / "state.json", {"step": step, "cursor": step * batch_size})
+        old = ckpt.with_name("checkpoint.old")
+        if ckpt.exists():
+            ckpt.rename(old)
+        tmp.rename(ckpt)
+        if old.exists():
+            shutil.rmtree(old)
+    acc.wait_for_everyone()

@@ -1,0 +1,80 @@
+"""Configuration of one VLM training stage; unknown keys are rejected and the config is saved in the run.
+
+Defaults follow SPEC §4: stage 1 trains the connector only (lr 1e-3, batch 256), stage 2 the connector and
+the language model (lr 2e-5, batch 128); cosine schedule with 3 % warmup; max sequence length 1024.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from probes.errors import UserError
+
+STAGE_DEFAULTS = {1: {"lr": 1e-3, "batch_size": 256}, 2: {"lr": 2e-5, "batch_size": 128}}
+
+
+class VLMTrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal[1, 2]
+    data: str  # a LLaVA JSON file, or a directory with llava_pretrain.json (stage 1) / llava_instruct.json (2)
+    out: str
+    backbone: str = "pythia-tiny"
+    encoder: str = "tiny"
+    encoder_weights: str | None = None
+    encoder_overrides: dict[str, Any] = Field(default_factory=dict)
+    connector: str = "mlp"
+    resolution: int | None = None
+    prune_k: int | None = Field(default=None, ge=1)
+    image_root: str | None = None
+    init_from: str | None = None
+    tokenizer: str | None = None  # a tokenizer directory; default: the backbone's own, or trained (tiny presets)
+    task_aware: bool = False
+    max_steps: int = Field(default=1000, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    lr: float | None = Field(default=None, gt=0)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = Field(default=1.0, gt=0)
+    max_length: int = Field(default=1024, ge=16)
+    seed: int = 0
+    save_every: int = Field(default=0, ge=0)  # 0: checkpoint only at the end
+    log_every: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _stage_defaults(self) -> VLMTrainConfig:
+        from .connector import CONNECTORS
+        from .encoders import ENCODERS, EVA_TIMM_NAME
+
+        if self.encoder not in (*ENCODERS, EVA_TIMM_NAME):
+            raise ValueError(f"unknown vision encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if self.connector not in CONNECTORS:
+            raise ValueError(f"unknown connector {self.connector!r}; choose one of {', '.join(CONNECTORS)}")
+        d = STAGE_DEFAULTS[self.stage]
+        if self.lr is None:
+            self.lr = d["lr"]
+        if self.batch_size is None:
+            self.batch_size = d["batch_size"]
+        return self
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> VLMTrainConfig:
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise UserError(f"bad training config: {loc + ': ' if loc else ''}{msg}") from None
+
+    def data_file(self) -> Path:
+        p = Path(self.data)
+        if p.is_dir():
+            p = p / ("llava_pretrain.json" if self.stage == 1 else "llava_instruct.json")
+        if not p.is_file():
+            raise UserError(f"training data not found: {p}")
+        return p

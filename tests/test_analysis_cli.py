@@ -1,0 +1,167 @@
+"""`probes heatmap|curves|report` end to end on synthetic run directories, including the error path."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from analysis_fixtures import ramp, write_run  # noqa: E402
+from probes.cli.app import main  # noqa: E402
+
+PROBES = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "probes"
+
+
+def _grid(root: Path) -> Path:
+    grid = root / "grid"
+    for seed, reach in enumerate([3, 4, 5]):
+        write_run(grid, f"pythia-L9-s{seed}", ramp(20, 9, [reach] * 9), init_seed=seed, max_steps=200)
+    for seed, reach in enumerate([9, 11, 30]):
+        order = [reach - 2] * 3 + [reach] * 3 + [min(reach - 6, 3)] * 3
+        write_run(
+            grid,
+            f"mamba-L9-s{seed}",
+            ramp(20, 9, order),
+            model="mamba-tiny",
+            family="mamba",
+            init_seed=seed,
+            max_steps=200,
+        )
+    return grid
+
+
+def _run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return int(exc.value.code or 0)
+
+
+def test_report_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "figures" / "report"
+    assert _run(["report", str(_grid(tmp_path)), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.csv",
+        "report.md",
+        "report_groups.csv",
+        "report_ratios.csv",
+    ]
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    by_name = {r["run"]: r for r in rows}
+    assert by_name["pythia-L9-s1"]["steps_to_threshold"] == "50"
+    assert by_name["pythia-L9-s1"]["samples_to_threshold"] == str(50 * 64)
+    assert by_name["mamba-L9-s2"]["reached"] == "False" and by_name["mamba-L9-s2"]["steps_to_threshold"] == ""
+    assert by_name["mamba-L9-s2"]["observed_until_step"] == "200"
+    groups = {g["model"]: g for g in csv.DictReader((out / "report_groups.csv").open())}
+    assert (
+        groups["mamba-tiny"]["median_steps"] == "120"
+        and groups["mamba-tiny"]["median_steps_bound"] == "exact"
+    )
+    assert groups["pythia-tiny"]["learning_order"] == "uniform" == groups["pythia-tiny"]["paper_expectation"]
+    assert groups["mamba-tiny"]["learning_order"] == "end → beginning → middle"
+    (ratio,) = csv.DictReader((out / "report_ratios.csv").open())
+    assert float(ratio["ratio"]) == pytest.approx(120 / 50) and ratio["ratio_bound"] == "exact"
+    md = (out / "report.md").read_text()
+    assert "| mamba-L9-s2 |" in md and "not reached (>200)" in md and "| 2.40 |" in md
+    printed = capsys.readouterr().out
+    assert "Mamba / Pythia ratio" in printed and "not reached (>200)" in printed
+
+
+def test_figures_end_to_end(tmp_path: Path) -> None:
+    grid = _grid(tmp_path)
+    assert (
+        _run(
+            [
+                "heatmap",
+                str(grid / "mamba-L9-s0"),
+                str(grid / "pythia-L9-s0"),
+                "--out",
+                str(tmp_path / "f" / "heat.png"),
+            ]
+        )
+        == 0
+    )
+    assert _run(["curves", str(grid), "--out", str(tmp_path / "f" / "curves")]) == 0
+    names = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert names == ["curves.pdf", "curves.png", "heat.pdf", "heat.png"]
+
+
+def _corrupt(grid: Path) -> Path:
+    bad = grid / "mamba-L9-s1" / "metrics.jsonl"
+    lines = bad.read_text().splitlines()
+    lines[4] = lines[4][:-5]
+    bad.write_text("\n".join(lines) + "\n")
+    return bad
+
+
+def test_corrupt_run_exit_2_one_line_no_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = _grid(tmp_path)
+    bad = _corrupt(grid)
+    for cmd, out in (
+        ("report", tmp_path / "rep"),
+        ("heatmap", tmp_path / "h.png"),
+        ("curves", tmp_path / "c.png"),
+    ):
+        assert _run([cmd, str(grid), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {bad.resolve()} line 5: not valid JSON (Expecting ',' delimiter)\n"
+        assert not out.exists() and not out.with_suffix(".pdf").exists()
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch through the CLI root: ~10-25 s on a shared 2-core box
+def test_corrupt_run_installed_command(tmp_path: Path) -> None:
+    grid = _grid(tmp_path)
+    bad = _corrupt(grid)
+    out = tmp_path / "rep"
+    proc = subprocess.run(
+        [str(PROBES), "report", str(grid), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
+        f"error: {bad.resolve()} line 5: not valid JSON"
+    )
+    assert proc.stdout == "" and not out.exists()
+
+
+def test_no_runs_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert _run(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no run directories") and err.count("\n") == 1
+    assert not (tmp_path / "rep").exists()
+
+
+def test_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = _grid(tmp_path)
+    assert _run(["heatmap", str(grid), "--out", str(tmp_path / "h.svg")]) == 2
+    assert _run(["report", str(grid), "--threshold", "1.5", "--out", str(tmp_path / "r")]) == 2
+    assert _run(["report", str(grid), "--band-criterion", "max", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"error: --out {tmp_path / 'h.svg'}: use a .png or .pdf name (both are written)",
+        "error: --threshold must be in (0, 1] (got 1.5)",
+        "error: --band-criterion must be mean or all (got 'max')",
+    ]
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_threshold_override(tmp_path: Path) -> None:
+    acc = np.array([[0.5] * 3, [0.85] * 3, [0.97] * 3])
+    write_run(tmp_path / "runs", "r", acc)
+    out = tmp_path / "rep"
+    assert _run(["report", str(tmp_path / "runs"), "--threshold", "0.8", "--out", str(out)]) == 0
+    (row,) = csv.DictReader((out / "report.csv").open())
+    assert row["steps_to_threshold"] == "20" and row["threshold"] == "0.8"
+
+
+@pytest.mark.parametrize("cmd", ["heatmap", "curves", "report"])
+def test_help_ends_with_example(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run([cmd, "--help"]) == 0
+    lines = [ln.strip(" │") for ln in capsys.readouterr().out.splitlines() if ln.strip(" │")]
+    example = next(i for i, ln in enumerate(lines) if ln.startswith("Example: "))
+    assert lines[example].startswith(f"Example: probes {cmd} ")
+    assert lines[example + 1].lstrip("╭─ ").startswith("Arguments")  # the docstring's last line

@@ -1,0 +1,121 @@
+"""Loaders on small fixtures in the real formats, box geometry, the synthetic world, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from probes.errors import UserError
+from probes.vlm.data.captions import load_karpathy
+from probes.vlm.data.llava import load_llava
+from probes.vlm.data.refcoco import load_refcoco_jsonl, load_refcoco_pickle, write_refcoco_jsonl
+from probes.vlm.data.vqav2 import load_vqav2
+from probes.vlm.data.world import write_world
+from probes.vlm.image import box_text, normalise_box, parse_box
+
+
+def _img(path: Path, w: int = 200, h: int = 100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h), (1, 2, 3)).save(path)
+
+
+def test_box_is_normalised_on_the_letterboxed_input() -> None:
+    # 200x100 image padded to 200x200 with 50 px top and bottom
+    assert normalise_box([0, 0, 100, 50], 200, 100) == [0.0, 0.25, 0.5, 0.5]
+    assert box_text([20, 10, 60, 90], 200, 100) == "[0.10, 0.30, 0.30, 0.70]"
+    assert parse_box("it is [0.10, 0.30, 0.30, 0.70].") == [0.1, 0.3, 0.3, 0.7]
+    assert parse_box("no box") is None
+
+
+@pytest.mark.parametrize("box", [[50, 10, 40, 20], [10, 10, 20, 10], [0, 0, 300, 50], [-20, 0, 10, 10]])
+def test_bad_boxes_are_user_errors(box: list[float]) -> None:
+    with pytest.raises(UserError, match="bad box"):
+        normalise_box(box, 200, 100)
+
+
+def test_llava_instruction_prompt_split_and_missing_image(tmp_path: Path) -> None:
+    _img(tmp_path / "im" / "a.jpg")
+    recs = [
+        {"id": "1", "image": "a.jpg", "conversations": [
+            {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A cat."},
+            {"from": "human", "value": "Colour?"}, {"from": "gpt", "value": "Grey."}]},
+        {"id": "2", "image": "a.jpg", "task": "grounding", "conversations": [
+            {"from": "human", "value": "<image>\nGive the box.\nthe cat"}, {"from": "gpt", "value": "[0.10, 0.20, 0.30, 0.40]"}]},
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(recs))
+    c = load_llava(tmp_path / "d.json", tmp_path / "im")
+    assert c[0].instruction == "" and c[0].turns == (("What is it?", "A cat."), ("Colour?", "Grey."))
+    assert c[0].task == "chat" and c[1].task == "grounding"
+    assert c[1].instruction == "Give the box." and c[1].turns == (("the cat", "[0.10, 0.20, 0.30, 0.40]"),)
+    recs[1]["image"] = "missing.jpg"
+    (tmp_path / "d.json").write_text(json.dumps(recs))
+    with pytest.raises(UserError, match="image file not found"):
+        load_llava(tmp_path / "d.json", tmp_path / "im")
+
+
+def test_refcoco_jsonl_and_pickle_layouts_agree(tmp_path: Path) -> None:
+    _img(tmp_path / "img" / "COCO_train2014_000000000009.jpg", 200, 100)
+    folder = tmp_path / "refcoco"
+    folder.mkdir()
+    refs = [{"ref_id": 0, "ann_id": 5, "image_id": 9, "split": "val", "sentences": [{"sent": "left cat", "sent_id": 3}]}]
+    (folder / "refs(unc).p").write_bytes(pickle.dumps(refs))
+    (folder / "instances.json").write_text(json.dumps({
+        "images": [{"id": 9, "width": 200, "height": 100, "file_name": "COCO_train2014_000000000009.jpg"}],
+        "annotations": [{"id": 5, "image_id": 9, "bbox": [10, 20, 30, 40]}]}))
+    with pytest.raises(UserError, match="allow_pickle"):
+        load_refcoco_pickle(tmp_path, "refcoco", "unc", tmp_path / "img")
+    from_pickle = load_refcoco_pickle(tmp_path, "refcoco", "unc", tmp_path / "img", allow_pickle=True)
+    assert from_pickle[0].bbox == (10.0, 20.0, 40.0, 60.0) and from_pickle[0].expression == "left cat"
+    write_refcoco_jsonl(tmp_path / "img" / "r.jsonl", from_pickle, image_root=tmp_path / "img")
+    from_jsonl = load_refcoco_jsonl(tmp_path / "img" / "r.jsonl", split="val")
+    assert from_jsonl == from_pickle
+    row = json.loads((tmp_path / "img" / "r.jsonl").read_text())
+    row["bbox"] = [190, 20, 30, 40]  # runs off the right edge
+    (tmp_path / "img" / "r.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(UserError, match="outside"):
+        load_refcoco_jsonl(tmp_path / "img" / "r.jsonl")
+
+
+def test_karpathy_and_vqav2(tmp_path: Path) -> None:
+    _img(tmp_path / "val2014" / "COCO_val2014_000000000042.jpg")
+    (tmp_path / "k.json").write_text(json.dumps({"images": [
+        {"filepath": "val2014", "filename": "COCO_val2014_000000000042.jpg", "imgid": 0, "cocoid": 42, "split": "test",
+         "sentences": [{"raw": "A dog.", "tokens": ["a", "dog"]}, {"raw": "A brown dog.", "tokens": []}]},
+        {"filepath": "val2014", "filename": "COCO_val2014_000000000042.jpg", "imgid": 1, "cocoid": 43, "split": "restval",
+         "sentences": [{"raw": "x", "tokens": []}]}]}))
+    test = load_karpathy(tmp_path / "k.json", split="test")
+    assert [(c.id, c.references) for c in test] == [("42", ("A dog.", "A brown dog."))]
+    assert load_karpathy(tmp_path / "k.json", split="train")[0].id == "43"
+    (tmp_path / "q.json").write_text(json.dumps({"data_subtype": "val2014", "questions": [
+        {"question_id": 1, "image_id": 42, "question": "What animal?"}]}))
+    (tmp_path / "a.json").write_text(json.dumps({"annotations": [
+        {"question_id": 1, "image_id": 42, "multiple_choice_answer": "dog", "answer_type": "other",
+         "answers": [{"answer": "dog"}] * 9 + [{"answer": "puppy"}]}]}))
+    q = load_vqav2(tmp_path / "q.json", tmp_path / "a.json", tmp_path / "val2014")
+    assert q[0].question == "What animal?" and q[0].answers.count("dog") == 9 and q[0].multiple_choice_answer == "dog"
+
+
+def test_world_is_deterministic_and_readable_by_the_loaders(tmp_path: Path) -> None:
+    m = write_world(tmp_path / "a", 10, seed=3)
+    write_world(tmp_path / "b", 10, seed=3)
+    for name in m["files"].values():
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    png = "images/COCO_synth_000000000001.png"
+    assert (tmp_path / "a" / png).read_bytes() == (tmp_path / "b" / png).read_bytes()
+    root = tmp_path / "a"
+    instruct = load_llava(root / "llava_instruct.json")
+    assert {c.task for c in instruct} == {"grounding", "vqa", "caption"}
+    grounding = next(c for c in instruct if c.task == "grounding")
+    refs = {r.expression: r for r in load_refcoco_jsonl(root / "refcoco.jsonl") if r.image == grounding.image}
+    for expr, box in grounding.turns:  # stage-2 box text == box of the RefCOCO row, normalised
+        r = refs[expr]
+        assert box == box_text(r.bbox, r.width, r.height)
+    assert load_karpathy(root / "dataset_coco.json", split="val")
+    assert load_vqav2(root / "vqav2_val_questions.json", root / "vqav2_val_annotations.json", root,
+                      image_template=m["image_template"])
+    assert write_world(tmp_path / "c", 10, seed=4)["files"]
+    assert (tmp_path / "c" / "refcoco.jsonl").read_text() != (root / "refcoco.jsonl").read_text()
