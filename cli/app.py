@@ -29,7 +29,7 @@ def _root() -> None:
 
 def _register() -> None:
     """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
-    from . import analysis, bench, data, status, synth, vlm, vlm_eval  # noqa: F401
+    from . import analysis, bench, data, demo, status, synth, vlm, vlm_eval  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

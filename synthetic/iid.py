@@ -20,7 +20,7 @@ import torch
 from .hashing import derive_key, uniform_int
 
 BANK_ROWS = 4096
-BANK_SPAN = 256  # window offsets per row
+BANK_SPAN = 64  # window offsets per row
 
 
 @lru_cache(maxsize=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,3 +190,15 @@ def test_find_runs_expands_grid_and_skips_duplicates(tmp_path: Path) -> None:
 def test_find_runs_rejects_missing_path(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         find_runs([tmp_path / "nope"])
+
+
+def test_analysis_imports_no_training_code() -> None:
+    """CONTRACTS: analysis reads run directories only; it must not pull in the trainer, models or torch."""
+    code = (
+        "import sys, probes.analysis.report, probes.analysis.heatmap, probes.analysis.curves\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
+        "m.startswith(('probes.train', 'probes.models', 'probes.ssm'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
