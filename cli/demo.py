@@ -3,7 +3,7 @@ the paper's figures and report from the run directories.
 
 Sizing (README "Offline demo"): tiny models trained from scratch do not learn L=50 within CPU minutes, while
 a 2-layer d=64 GPT-NeoX learns L=10 in a few thousand steps; the demo therefore uses L=10, lr 1e-3 (from
-scratch, not the paper's pretrained lrs), batch 64, at most 3000 steps, 1000 held-out samples per eval.
+scratch, not the paper's pretrained lrs), batch 64, at most 2000 steps, 1000 held-out samples per eval.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def demo(
     length: Annotated[int, typer.Option("--len", help="Context length L.")] = 10,
     models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "pythia-tiny,mamba-tiny,hybrid-tiny",
     orders: Annotated[str, typer.Option(help="Comma-separated layouts.")] = "suffix,prefix",
-    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 3000,
+    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 2000,
     lr: Annotated[float, typer.Option(help="Learning rate (models start from scratch).")] = 1e-3,
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 1000,
     resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted demo runs.")] = False,

@@ -31,6 +31,19 @@ def _floats(text: str) -> list[float]:
         raise UserError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwrite: bool) -> None:
+    """Fail with one line before any progress output: unknown models, run dirs that exist without a flag."""
+    from probes.models.registry import load_config
+
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    for name in models:
+        load_config(name)
+    for run_dir in run_dirs:
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not (resume or overwrite):
+            raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")
+
+
 @app.command("synth")
 def synth(
     length: Annotated[int, typer.Option("--len", help="Context length L.")] = 200,
@@ -81,6 +94,7 @@ def synth(
 
     build_task(task, task_params)  # validate task parameters before any model is built
     runs = plan(names, TaskSpec(task, task_params), train, lrs, seeds, init, out)
+    validate_runs(names, [p.run_dir for p in runs], resume, overwrite)
     _sigterm_as_interrupt()
     results = []
     with progress_bar("rate", "acc") as bar:

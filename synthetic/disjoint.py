@@ -169,8 +169,7 @@ def check_disjoint(
             progress(idx.numel())
     held_fp = torch.cat(held_parts) if held_parts else torch.empty(0, dtype=torch.int64, device=device)
     sorted_fp, order = torch.sort(held_fp, stable=True)
-    colliding = _internal_collisions(task, sorted_fp, order)
-    n_distinct = int(torch.unique_consecutive(sorted_fp).numel()) + len(colliding)
+    colliding, n_distinct = _internal_collisions(task, sorted_fp, order)
 
     hash_matches, overlaps, examples = 0, 0, []
     train_chunks = _chunks(n_train, chunk, device) if n_heldout else []
@@ -210,18 +209,25 @@ def check_disjoint(
     }
 
 
-def _internal_collisions(task: ProbeTask, sorted_fp: torch.Tensor, order: torch.Tensor) -> set[int]:
-    """Fingerprints shared by *different* held-out samples (expected: none). Adjacent pairs compared exactly."""
+def _internal_collisions(task: ProbeTask, sorted_fp: torch.Tensor, order: torch.Tensor) -> tuple[set[int], int]:
+    """Fingerprints shared by *different* held-out samples (expected: none), and the exact distinct count.
+
+    Adjacent equal fingerprints are compared exactly; a fingerprint group holding different samples has its
+    distinct samples counted by regenerating the group.
+    """
+    distinct = int(torch.unique_consecutive(sorted_fp).numel())
     if sorted_fp.numel() < 2:
-        return set()
+        return set(), distinct
     adjacent = torch.nonzero(sorted_fp[1:] == sorted_fp[:-1]).flatten()
     colliding: set[int] = set()
     for part in adjacent.split(DEFAULT_CHUNK):
         a = _sample_matrix(task.generate("heldout", order[part]))
         b = _sample_matrix(task.generate("heldout", order[part + 1]))
-        differ = ~(a == b).all(dim=1)
-        colliding.update(sorted_fp[part[differ]].tolist())
-    return colliding
+        colliding.update(sorted_fp[part[~(a == b).all(dim=1)]].tolist())
+    for value in colliding:
+        group = order[sorted_fp == value]
+        distinct += int(torch.unique(_sample_matrix(task.generate("heldout", group)), dim=0).shape[0]) - 1
+    return colliding, distinct
 
 
 def _scan_equal(

@@ -23,7 +23,7 @@ BANK_ROWS = 4096
 BANK_SPAN = 64  # window offsets per row
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)  # 2 banks per task config; each is BANK_ROWS·(L+63) int64 (8.6 MB at L=200)
 def _bank(seed: int, part: str, pool: int, length: int, device_str: str) -> torch.Tensor:
     """``[BANK_ROWS, length + BANK_SPAN - 1]`` uniform tokens in ``[0, pool)`` (cached per process/device)."""
     width = length + BANK_SPAN - 1

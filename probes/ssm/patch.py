@@ -5,10 +5,11 @@ call the module-level function `mamba_selective_scan`, which is mamba-ssm's CUDA
 imports and otherwise a per-time-step Python loop (about 100x slower than a Transformer on a CPU).
 
 `enable_fast_path(model)` gives each such mixer an instance-level `forward`: transformers' own forward code,
-re-bound to a copy of its module namespace in which `mamba_selective_scan` is `probes.ssm.selective_scan`
-(and the other kernel hooks are their PyTorch fallbacks). So the model's code runs unchanged: cache handling,
-masks, norms, dtype casts; nothing in transformers is mutated, other model instances are unaffected and
-`enable_fast_path(model, enabled=False)` restores the original. At call time the hook still defers to
+re-bound to a copy of its module namespace in which `mamba_selective_scan` is `probes.ssm.selective_scan`,
+`causal_conv1d_fn` is `probes.ssm.causal_conv.causal_conv1d` and the other kernel hooks are their PyTorch
+fallbacks. So the model's own code runs unchanged (cache handling, masks, norms, dtype casts); nothing in
+transformers is mutated, other model instances are unaffected and `enable_fast_path(model, enabled=False)`
+restores the original. At call time the hook still defers to
 transformers when the input is on CUDA and mamba-ssm's kernels are importable.
 
 Path names (recorded in a run's `env.json` as `mamba_path`):
@@ -29,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._kwargs import reject_packed_sequences
+from .causal_conv import causal_conv1d
 from .selective_scan import selective_scan
 
 MAMBA_SSM = "mamba-ssm"
@@ -38,7 +41,8 @@ TORCH_SSD = "transformers-torch-ssd"
 
 _SCAN = "mamba_selective_scan"  # the global a Mamba-1 mixer's forward calls
 _MAMBA2_SCAN = "mamba2_chunk_scan"  # the global a Mamba-2 mixer's forward calls
-_KERNEL_HOOKS = ("mamba_inner_fn", "causal_conv1d_fn", "causal_conv1d_update", "mamba_selective_state_update")
+# Other kernel hooks the mixer forward calls: replaced by their PyTorch fallbacks (mamba-ssm's are CUDA-only).
+_KERNEL_HOOKS = ("mamba_inner_fn", "causal_conv1d_update", "mamba_selective_state_update")
 _ORIGINAL = "_probes_original_forward"  # instance attribute: what `forward` was before we hooked it
 
 #: How many times each scan implementation ran through a hooked mixer, process-wide (for tests and logs).
@@ -118,9 +122,7 @@ def _fast_selective_scan(
     **kwargs: Any,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """`mamba_selective_scan`'s signature, served by `selective_scan`."""
-    unsupported = sorted(k for k, v in kwargs.items() if v is not None)
-    if unsupported:
-        raise ValueError(f"probes fast scan does not support {unsupported} (packed sequences need mamba-ssm)")
+    reject_packed_sequences(kwargs)
     SCAN_CALLS[FAST_SCAN] += 1
     return selective_scan(hidden_states, dt, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
@@ -130,8 +132,8 @@ def _install(mixer: nn.Module) -> None:
         return
     cls = type(mixer)
     module = sys.modules[cls.__module__]
-    overrides: dict[str, Callable[..., Any]] = {_SCAN: _fast_selective_scan}
-    for name in _KERNEL_HOOKS:  # the PyTorch versions, even where mamba-ssm imports (it is CUDA-only)
+    overrides: dict[str, Callable[..., Any]] = {_SCAN: _fast_selective_scan, "causal_conv1d_fn": causal_conv1d}
+    for name in _KERNEL_HOOKS:
         if callable(getattr(module, name, None)):
             overrides[name] = inspect.unwrap(getattr(module, name))
     fast = _rebind(cls.forward, overrides)
