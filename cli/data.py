@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from probes.errors import UserError
+from probes.io import ensure_writable_dir
 from probes.synthetic.export import export_jsonl, manifest_path
 from probes.synthetic.registry import build_task, task_names
 
@@ -50,6 +51,7 @@ def data(
     elif pool is not None:
         params["pool"] = pool
     t = build_task(task, params)
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."))  # fail before any progress output
     with progress_bar() as bar:
         job = bar.add_task(f"{task} {split}", total=n)
         export_jsonl(t, split, n, out, start=start, progress=lambda k: bar.advance(job, k))  # type: ignore[arg-type]

@@ -45,7 +45,9 @@ class CopyingConfig:
 
     def __post_init__(self) -> None:
         if self.length < 2:
-            raise TaskConfigError(f"--len must be at least 2 (got {self.length}): copying one token is no sequence")
+            raise TaskConfigError(
+                f"--len must be at least 2 (got {self.length}): copying one token is no sequence"
+            )
         if self.heldout_modulus < 2:
             raise TaskConfigError(f"heldout_modulus must be >= 2 (got {self.heldout_modulus})")
         if self.pool is not None and not self.heldout_modulus <= self.pool <= 2**31:
@@ -53,7 +55,9 @@ class CopyingConfig:
                 f"--pool must be in {self.heldout_modulus}..2**31 (>= heldout_modulus, got {self.pool})"
             )
         if self.order not in ORDERS:
-            raise TaskConfigError(f"unknown order {self.order!r} for copying; only 'suffix' (copy after sequence)")
+            raise TaskConfigError(
+                f"unknown order {self.order!r} for copying; only 'suffix' (copy after sequence)"
+            )
         if self.context_offset < 0:
             raise TaskConfigError(f"context_offset must be >= 0 (got {self.context_offset})")
 
@@ -142,7 +146,12 @@ class CopyingTask:
         seq, ids = batch.extras["sequence"].cpu().numpy(), batch.input_ids.cpu().numpy()
         positions, labels = batch.label_positions.cpu().numpy(), batch.labels.cpu().numpy()
         for j in range(len(batch)):
-            yield {"sequence": seq[j], "input_ids": ids[j], "label_positions": positions[j], "labels": labels[j]}
+            yield {
+                "sequence": seq[j],
+                "input_ids": ids[j],
+                "label_positions": positions[j],
+                "labels": labels[j],
+            }
 
     def manifest(self) -> dict[str, Any]:
         c = self.config
@@ -155,7 +164,9 @@ class CopyingTask:
             "buckets": {"count": self.num_buckets, "meaning": self.bucket_name()},
             "vocabulary": {
                 "sequence_tokens": {"first_id": c.context_offset, "count": c.pool_size, "format": "<c_{j}>"},
-                "new_tokens": [{"token": tok, "id": c.context_offset + j} for j, tok in enumerate(self.new_tokens)],
+                "new_tokens": [
+                    {"token": tok, "id": c.context_offset + j} for j, tok in enumerate(self.new_tokens)
+                ],
             },
             "sampling": {
                 "sequence": "i.i.d. uniform tokens: sum mod P of two seeded bank windows picked by a counter hash",

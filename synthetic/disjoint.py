@@ -139,7 +139,9 @@ def fingerprints(batch: Batch) -> torch.Tensor:
 
 
 def _chunks(n: int, chunk: int, device: torch.device) -> list[torch.Tensor]:
-    return [torch.arange(lo, min(lo + chunk, n), dtype=torch.int64, device=device) for lo in range(0, n, chunk)]
+    return [
+        torch.arange(lo, min(lo + chunk, n), dtype=torch.int64, device=device) for lo in range(0, n, chunk)
+    ]
 
 
 def check_disjoint(
@@ -159,7 +161,9 @@ def check_disjoint(
     ``progress`` is called with the number of samples processed after each chunk.
     """
     if n_train < 0 or n_heldout < 0 or chunk < 1:
-        raise ValueError(f"n_train, n_heldout must be >= 0 and chunk >= 1 (got {n_train}, {n_heldout}, {chunk})")
+        raise ValueError(
+            f"n_train, n_heldout must be >= 0 and chunk >= 1 (got {n_train}, {n_heldout}, {chunk})"
+        )
     start = time.perf_counter()
     device = torch.device(device)
     held_parts = []
@@ -209,7 +213,9 @@ def check_disjoint(
     }
 
 
-def _internal_collisions(task: ProbeTask, sorted_fp: torch.Tensor, order: torch.Tensor) -> tuple[set[int], int]:
+def _internal_collisions(
+    task: ProbeTask, sorted_fp: torch.Tensor, order: torch.Tensor
+) -> tuple[set[int], int]:
     """Fingerprints shared by *different* held-out samples (expected: none), and the exact distinct count.
 
     Adjacent equal fingerprints are compared exactly; a fingerprint group holding different samples has its

@@ -57,7 +57,9 @@ class InductionConfig:
                 f"--pool must be in {self.heldout_modulus}..2**31 (>= heldout_modulus, got {self.pool})"
             )
         if self.order not in ORDERS:
-            raise TaskConfigError(f"unknown order {self.order!r} for induction; only 'suffix' (trigger repeated last)")
+            raise TaskConfigError(
+                f"unknown order {self.order!r} for induction; only 'suffix' (trigger repeated last)"
+            )
         if self.context_offset < 0:
             raise TaskConfigError(f"context_offset must be >= 0 (got {self.context_offset})")
 
@@ -168,7 +170,9 @@ class InductionTask:
             "vocabulary": {
                 "filler_tokens": {"first_id": c.context_offset, "count": c.pool_size, "format": "<t_{j}>"},
                 "trigger": {"token": "<trig>", "id": self.trigger_id},
-                "new_tokens": [{"token": tok, "id": c.context_offset + j} for j, tok in enumerate(self.new_tokens)],
+                "new_tokens": [
+                    {"token": tok, "id": c.context_offset + j} for j, tok in enumerate(self.new_tokens)
+                ],
             },
             "sampling": {
                 "trigger_position": "p = i mod (L-1) (exactly balanced for any N)",

@@ -56,9 +56,13 @@ class MQARConfig:
         if self.queries is not None and not 1 <= self.queries <= self.length:
             raise TaskConfigError(f"queries must be in 1..{self.length} (distinct keys), got {self.queries}")
         if self.pool is not None and self.pool < self.length:
-            raise TaskConfigError(f"--pool ({self.pool}) must be at least --len ({self.length}): keys are distinct")
+            raise TaskConfigError(
+                f"--pool ({self.pool}) must be at least --len ({self.length}): keys are distinct"
+            )
         if self.order not in ORDERS:
-            raise TaskConfigError(f"unknown order {self.order!r} for mqar; only 'suffix' (queries after pairs)")
+            raise TaskConfigError(
+                f"unknown order {self.order!r} for mqar; only 'suffix' (queries after pairs)"
+            )
         if self.context_offset < 0:
             raise TaskConfigError(f"context_offset must be >= 0 (got {self.context_offset})")
         if self.bank_size < 1 or self.heldout_modulus < 2:
@@ -191,7 +195,9 @@ class MQARTask:
             "vocabulary": {
                 "key_tokens": {"first_id": c.context_offset, "count": p, "format": "<k_{j}>"},
                 "value_tokens": {"first_id": self.value_offset, "count": p, "format": "<v_{j}>"},
-                "new_tokens": [{"token": tok, "id": c.context_offset + j} for j, tok in enumerate(self.new_tokens)],
+                "new_tokens": [
+                    {"token": tok, "id": c.context_offset + j} for j, tok in enumerate(self.new_tokens)
+                ],
             },
             "sampling": {
                 "keys": "a window of a bank of seeded key-pool permutations (distinct keys)",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import probes.synthetic.disjoint as disjoint
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import probes.synthetic.disjoint as disjoint
 from probes.synthetic.base import Batch, Split
 from probes.synthetic.disjoint import (
     admissible_count,
@@ -29,8 +28,12 @@ FAST = settings(max_examples=60, deadline=None)
 
 
 @FAST
-@given(residue=st.integers(0, 40), modulus=st.integers(2, 41), extra=st.integers(0, 60), heldout=st.booleans())
-def test_admissible_digits_enumerate_exactly_the_split(residue: int, modulus: int, extra: int, heldout: bool) -> None:
+@given(
+    residue=st.integers(0, 40), modulus=st.integers(2, 41), extra=st.integers(0, 60), heldout=st.booleans()
+)
+def test_admissible_digits_enumerate_exactly_the_split(
+    residue: int, modulus: int, extra: int, heldout: bool
+) -> None:
     residue %= modulus
     pool = modulus + extra
     r = torch.tensor([residue])
@@ -43,9 +46,13 @@ def test_admissible_digits_enumerate_exactly_the_split(residue: int, modulus: in
 @FAST
 @given(
     hashes=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=30),
-    modulus=st.integers(2, 16), extra=st.integers(0, 50), split=st.sampled_from(["train", "heldout"]),
+    modulus=st.integers(2, 16),
+    extra=st.integers(0, 50),
+    split=st.sampled_from(["train", "heldout"]),
 )
-def test_check_digit_puts_every_sample_in_its_split(hashes: list[int], modulus: int, extra: int, split: Split) -> None:
+def test_check_digit_puts_every_sample_in_its_split(
+    hashes: list[int], modulus: int, extra: int, split: Split
+) -> None:
     rest = torch.tensor(hashes, dtype=torch.int64)
     pool = modulus + extra
     d = check_digit(rest, torch.arange(len(hashes)), 1234, pool, modulus, split)
@@ -102,7 +109,9 @@ def test_iid_tokens_are_uniform_per_position() -> None:
         chi2 = float(((counts - expected) ** 2 / expected).sum())
         assert chi2 < 45, (j, chi2)  # 12 degrees of freedom: p < 1e-5
     pairs = torch.bincount(x[:, 0] * pool + x[:, 1], minlength=pool * pool).double()
-    assert float(((pairs - n / pool**2) ** 2 / (n / pool**2)).sum()) < 250  # 168 dof: adjacent tokens independent
+    assert (
+        float(((pairs - n / pool**2) ** 2 / (n / pool**2)).sum()) < 250
+    )  # 168 dof: adjacent tokens independent
 
 
 # -- fingerprints and check_disjoint -----------------------------------------------------------------------

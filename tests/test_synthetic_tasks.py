@@ -15,7 +15,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from probes.synthetic.bank import sequence_fingerprint
 from probes.synthetic.base import Batch, ProbeTask, TaskConfigError
 from probes.synthetic.disjoint import check_disjoint
@@ -40,25 +39,49 @@ def params_for(name: str) -> st.SearchStrategy[dict[str, Any]]:
     if name == "grounding":
         return st.builds(
             lambda length, pool, order, seed, pos, ctx: {
-                "length": length, "pool": pool, "order": order, "seed": seed, "pos_offset": pos,
-                "context_offset": pos + length + ctx, "bank_size": 256,
+                "length": length,
+                "pool": pool,
+                "order": order,
+                "seed": seed,
+                "pos_offset": pos,
+                "context_offset": pos + length + ctx,
+                "bank_size": 256,
             },
-            LENGTHS, st.sampled_from([None, 14, 25]), st.sampled_from(["suffix", "prefix"]), SEEDS,
-            st.integers(0, 5), st.sampled_from([0, 10]),
+            LENGTHS,
+            st.sampled_from([None, 14, 25]),
+            st.sampled_from(["suffix", "prefix"]),
+            SEEDS,
+            st.integers(0, 5),
+            st.sampled_from([0, 10]),
         )
     if name == "mqar":
         return st.builds(
             lambda length, q, pool, seed, ctx: {
-                "length": length, "queries": None if q is None else min(q, length), "pool": pool,
-                "seed": seed, "context_offset": ctx, "bank_size": 256,
+                "length": length,
+                "queries": None if q is None else min(q, length),
+                "pool": pool,
+                "seed": seed,
+                "context_offset": ctx,
+                "bank_size": 256,
             },
-            LENGTHS, st.sampled_from([None, 1, 2, 5]), st.sampled_from([None, 12, 20]), SEEDS, OFFSETS,
+            LENGTHS,
+            st.sampled_from([None, 1, 2, 5]),
+            st.sampled_from([None, 12, 20]),
+            SEEDS,
+            OFFSETS,
         )
     return st.builds(
         lambda length, pool, ctx, m: {
-            "length": length, "pool": pool, "seed": 0, "context_offset": ctx, "heldout_modulus": m,
+            "length": length,
+            "pool": pool,
+            "seed": 0,
+            "context_offset": ctx,
+            "heldout_modulus": m,
         },
-        st.sampled_from([3, 12]), st.sampled_from([None, 9]), OFFSETS, st.sampled_from([2, 8]),
+        st.sampled_from([3, 12]),
+        st.sampled_from([None, 9]),
+        OFFSETS,
+        st.sampled_from([2, 8]),
     )
 
 
@@ -75,8 +98,11 @@ def make(name: str, params: dict[str, Any]) -> ProbeTask:
 
 def tensors(batch: Batch) -> dict[str, torch.Tensor]:
     return {
-        "input_ids": batch.input_ids, "label_positions": batch.label_positions, "labels": batch.labels,
-        "metric_positions": batch.metric_positions, **{f"extras.{k}": v for k, v in batch.extras.items()},
+        "input_ids": batch.input_ids,
+        "label_positions": batch.label_positions,
+        "labels": batch.labels,
+        "metric_positions": batch.metric_positions,
+        **{f"extras.{k}": v for k, v in batch.extras.items()},
     }
 
 
@@ -88,14 +114,18 @@ def assert_same(a: Batch, b: Batch) -> None:
 
 
 def select(batch: Batch, rows: torch.Tensor) -> Batch:
-    return Batch(*(t[rows] for t in (batch.input_ids, batch.label_positions, batch.labels, batch.metric_positions)),
-                 {k: v[rows] for k, v in batch.extras.items()})
+    return Batch(
+        *(t[rows] for t in (batch.input_ids, batch.label_positions, batch.labels, batch.metric_positions)),
+        {k: v[rows] for k, v in batch.extras.items()},
+    )
 
 
 def cat(a: Batch, b: Batch) -> Batch:
     fields = ("input_ids", "label_positions", "labels", "metric_positions")
-    return Batch(*(torch.cat([getattr(a, f), getattr(b, f)]) for f in fields),
-                 {k: torch.cat([v, b.extras[k]]) for k, v in a.extras.items()})
+    return Batch(
+        *(torch.cat([getattr(a, f), getattr(b, f)]) for f in fields),
+        {k: torch.cat([v, b.extras[k]]) for k, v in a.extras.items()},
+    )
 
 
 INDICES = st.tuples(st.integers(0, 2**40), st.integers(0, 40))
@@ -138,12 +168,16 @@ def test_mqar_layout(params: dict[str, Any], span: tuple[int, int], split: str) 
         assert len(set(row)) == len(row), "keys, values and queried pairs are distinct within a sample"
     assert ((keys >= c.context_offset) & (keys < c.context_offset + c.pool_size)).all()
     assert ((values >= task.value_offset) & (values < task.value_offset + c.pool_size)).all()
-    assert torch.equal(b.input_ids[:, 0 : 2 * d : 2], keys) and torch.equal(b.input_ids[:, 1 : 2 * d : 2], values)
+    assert torch.equal(b.input_ids[:, 0 : 2 * d : 2], keys) and torch.equal(
+        b.input_ids[:, 1 : 2 * d : 2], values
+    )
     queried_key = b.input_ids.gather(1, b.label_positions)
     assert torch.equal(queried_key, keys.gather(1, pairs)), "each label position holds the queried key"
     assert torch.equal(b.labels, values.gather(1, pairs)), "each label is the value paired with that key"
     assert torch.equal(b.metric_positions, pairs)
-    assert torch.equal(b.input_ids.gather(1, b.label_positions[:, :-1] + 1), b.labels[:, :-1]), "teacher forcing"
+    assert torch.equal(b.input_ids.gather(1, b.label_positions[:, :-1] + 1), b.labels[:, :-1]), (
+        "teacher forcing"
+    )
 
 
 @SETTINGS
@@ -195,7 +229,9 @@ def test_buckets_exactly_balanced(name: str, data: st.DataObject, start: int, n:
     assert ((b.metric_positions >= 0) & (b.metric_positions < buckets)).all()
     counts = torch.bincount(b.metric_positions.reshape(-1), minlength=buckets)
     if b.metric_positions.shape[1] == 1:  # one bucket per sample: bucket i mod B
-        expected = torch.tensor([len(range(start + (j - start) % buckets, start + n, buckets)) for j in range(buckets)])
+        expected = torch.tensor(
+            [len(range(start + (j - start) % buckets, start + n, buckets)) for j in range(buckets)]
+        )
         assert torch.equal(counts, expected)
         assert int(counts.max() - counts.min()) <= 1
     else:  # every bucket once per sample
@@ -311,7 +347,9 @@ def test_tiny_sample_space_splits_disjoint(name: str) -> None:
 
 @SETTINGS
 @given(params=params_for("grounding"), start=st.integers(0, 2**40), n=st.integers(1, 30))
-def test_grounding_prefix_and_suffix_hold_the_same_samples(params: dict[str, Any], start: int, n: int) -> None:
+def test_grounding_prefix_and_suffix_hold_the_same_samples(
+    params: dict[str, Any], start: int, n: int
+) -> None:
     idx = torch.arange(start, start + n)
     suffix = make("grounding", {**params, "order": "suffix"}).generate("train", idx)
     prefix = make("grounding", {**params, "order": "prefix"}).generate("train", idx)
@@ -320,7 +358,9 @@ def test_grounding_prefix_and_suffix_hold_the_same_samples(params: dict[str, Any
     assert torch.equal(suffix.labels, prefix.labels)
     L = params["length"]
     assert torch.equal(suffix.input_ids[:, :L], prefix.input_ids[:, 2:])
-    assert torch.equal(suffix.input_ids[:, L:], prefix.input_ids[:, :2]), "the query block <out> q moves as a whole"
+    assert torch.equal(suffix.input_ids[:, L:], prefix.input_ids[:, :2]), (
+        "the query block <out> q moves as a whole"
+    )
 
 
 # -- manifests and configuration errors ----------------------------------------------------------------
@@ -350,13 +390,26 @@ def test_registry_lists_all_tasks() -> None:
 
 
 BAD = [
-    ("grounding", {"length": 1}), ("grounding", {"length": 5, "pool": 4}), ("grounding", {"order": "middle"}),
-    ("grounding", {"length": 10, "context_offset": 5}), ("grounding", {"pos_offset": -1}),
-    ("mqar", {"length": 1}), ("mqar", {"length": 4, "pool": 3}), ("mqar", {"length": 4, "queries": 5}),
-    ("mqar", {"length": 4, "queries": 0}), ("mqar", {"order": "prefix"}), ("mqar", {"context_offset": -1}),
-    ("mqar", {"heldout_modulus": 1}), ("copying", {"length": 1}), ("copying", {"length": 4, "pool": 7}),
-    ("copying", {"order": "prefix"}), ("copying", {"heldout_modulus": 1}), ("copying", {"context_offset": -3}),
-    ("induction", {"length": 2}), ("induction", {"pool": 4}), ("induction", {"order": "reverse"}),
+    ("grounding", {"length": 1}),
+    ("grounding", {"length": 5, "pool": 4}),
+    ("grounding", {"order": "middle"}),
+    ("grounding", {"length": 10, "context_offset": 5}),
+    ("grounding", {"pos_offset": -1}),
+    ("mqar", {"length": 1}),
+    ("mqar", {"length": 4, "pool": 3}),
+    ("mqar", {"length": 4, "queries": 5}),
+    ("mqar", {"length": 4, "queries": 0}),
+    ("mqar", {"order": "prefix"}),
+    ("mqar", {"context_offset": -1}),
+    ("mqar", {"heldout_modulus": 1}),
+    ("copying", {"length": 1}),
+    ("copying", {"length": 4, "pool": 7}),
+    ("copying", {"order": "prefix"}),
+    ("copying", {"heldout_modulus": 1}),
+    ("copying", {"context_offset": -3}),
+    ("induction", {"length": 2}),
+    ("induction", {"pool": 4}),
+    ("induction", {"order": "reverse"}),
     ("induction", {"length": 5, "pool": 2**31 + 1}),
 ]
 
@@ -370,7 +423,7 @@ def test_bad_configs_raise_one_line(name: str, params: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", TASKS)
 @SETTINGS
-@given(length=st.integers(-10**6, 1), order=st.text(max_size=8))
+@given(length=st.integers(-(10**6), 1), order=st.text(max_size=8))
 def test_bad_lengths_and_orders_always_rejected(name: str, length: int, order: str) -> None:
     with pytest.raises(TaskConfigError):
         build_task(name, {"length": length})
