@@ -46,8 +46,9 @@ def data(
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a directory; give a file name")
     params = {"length": length, "order": order, "seed": seed, **parse_params(param)}
+    params["context_offset"] = base_vocab
     if task == "grounding":
-        params |= {"pool": pool, "pos_offset": pos_offset, "context_offset": base_vocab}
+        params |= {"pool": pool, "pos_offset": pos_offset}
     elif pool is not None:
         params["pool"] = pool
     t = build_task(task, params)
