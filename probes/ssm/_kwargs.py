@@ -13,4 +13,6 @@ def reject_packed_sequences(kwargs: dict[str, Any]) -> None:
     """
     unsupported = sorted(k for k, v in kwargs.items() if v is not None)
     if unsupported:
-        raise ValueError(f"the probes PyTorch SSM path does not support {unsupported} (needs mamba-ssm kernels)")
+        raise ValueError(
+            f"the probes PyTorch SSM path does not support {unsupported} (needs mamba-ssm kernels)"
+        )

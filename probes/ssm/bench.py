@@ -89,8 +89,16 @@ def compare_step_times(
             on_step("mamba_sequential")
     sequential = ms["mamba_sequential"]
     return {
-        "config": {"batch": batch, "seq_len": seq_len, "d_model": d_model, "n_layer": n_layer, "steps": steps,
-                   "state_size": state_size, "vocab_size": VOCAB, "seed": seed},
+        "config": {
+            "batch": batch,
+            "seq_len": seq_len,
+            "d_model": d_model,
+            "n_layer": n_layer,
+            "steps": steps,
+            "state_size": state_size,
+            "vocab_size": VOCAB,
+            "seed": seed,
+        },
         "threads": torch.get_num_threads(),
         "mamba_path": path,
         "ms_per_step": ms,

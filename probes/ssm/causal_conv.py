@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from ._kwargs import reject_packed_sequences
 
@@ -36,6 +37,7 @@ class _CausalDepthwiseConv(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         x_t, weight = ctx.saved_tensors
         seq_len = x_t.shape[1]
@@ -71,7 +73,9 @@ def causal_conv1d(
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"causal_conv1d: unsupported activation {activation!r}")
     if weight.dim() != 2 or weight.shape[0] != hidden_states.shape[1]:
-        raise ValueError(f"causal_conv1d: weight {tuple(weight.shape)} does not fit input {tuple(hidden_states.shape)}")
+        raise ValueError(
+            f"causal_conv1d: weight {tuple(weight.shape)} does not fit input {tuple(hidden_states.shape)}"
+        )
     x_t = hidden_states.to(weight.dtype).transpose(1, 2)
     out = _CausalDepthwiseConv.apply(x_t, weight, bias).transpose(1, 2)
     if activation is not None:

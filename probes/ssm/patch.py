@@ -82,13 +82,18 @@ def _mamba1_mixers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if _calls_global(type(m), _SCAN)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _calls_global(cls: type, name: str) -> bool:
     """Whether `cls.forward` (under its decorators) calls the module-level function `name` of its module."""
     module = sys.modules.get(cls.__module__)
     forward = inspect.unwrap(getattr(cls, "forward", None) or (lambda: None))
     code = getattr(forward, "__code__", None)
-    return module is not None and callable(getattr(module, name, None)) and code is not None and name in code.co_names
+    return (
+        module is not None
+        and callable(getattr(module, name, None))
+        and code is not None
+        and name in code.co_names
+    )
 
 
 def _kernel_importable(mixer: nn.Module, name: str) -> bool:
@@ -132,7 +137,10 @@ def _install(mixer: nn.Module) -> None:
         return
     cls = type(mixer)
     module = sys.modules[cls.__module__]
-    overrides: dict[str, Callable[..., Any]] = {_SCAN: _fast_selective_scan, "causal_conv1d_fn": causal_conv1d}
+    overrides: dict[str, Callable[..., Any]] = {
+        _SCAN: _fast_selective_scan,
+        "causal_conv1d_fn": causal_conv1d,
+    }
     for name in _KERNEL_HOOKS:
         if callable(getattr(module, name, None)):
             overrides[name] = inspect.unwrap(getattr(module, name))
