@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from probes.synthetic.base import TaskConfigError
 
 from probes.errors import UserError
-from probes.synthetic.base import TaskConfigError
 
 app = typer.Typer(
     name="probes",

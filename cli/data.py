@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from probes.synthetic.export import export_jsonl, manifest_path
+from probes.synthetic.registry import build_task, task_names
 
 from probes.errors import UserError
 from probes.io import ensure_writable_dir
-from probes.synthetic.export import export_jsonl, manifest_path
-from probes.synthetic.registry import build_task, task_names
 
 from .app import app
 from .common import console, parse_params, progress_bar

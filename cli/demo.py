@@ -43,6 +43,7 @@ def demo(
     from probes.analysis.heatmap import plot_heatmaps
     from probes.analysis.report import build_report, rich_tables, write_report
     from probes.analysis.rundir import load_runs
+
     from probes.train.grid import plan
     from probes.train.loop import run
 

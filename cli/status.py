@@ -1,3 +1,25 @@
-"""`probes status` commands (registered on import by cli.app)."""
+"""`probes status RUNS_DIR`: a table of every run of a grid, read from its run directories alone."""
 
-from .app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from probes.launch.status import collect, status_table
+
+from .app import app
+
+
+@app.command("status")
+def status(
+    runs_dir: Annotated[Path, typer.Argument(help="Directory holding the run directories of a grid.")],
+) -> None:
+    """Show pending / running / finished / interrupted / failed runs, steps to threshold and errors.
+
+    Example: probes status runs/L200
+    """
+    states = collect(runs_dir)
+    Console(width=200).print(status_table(states, title=str(runs_dir)))

@@ -8,8 +8,8 @@ ever computes logits at ``label_positions`` and reports accuracy per bucket, so 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch

@@ -12,9 +12,8 @@ its *content* is 0 mod ``heldout_modulus`` (see :meth:`GroundingTask.split_windo
 
 from __future__ import annotations
 
-
-from dataclasses import asdict, dataclass
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch

@@ -1,11 +1,11 @@
 """Packaging (SPEC §6): every source folder is a listed package, imported under the probes namespace."""
 
-import tomllib
 from pathlib import Path
 
 import probes.analysis
 import probes.cli
 import probes.synthetic
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = {"probes": "probes", "probes.synthetic": "synthetic", "probes.analysis": "analysis", "probes.cli": "cli"}

@@ -1,0 +1,43 @@
+"""Worker process of the local launcher: ``python -m probes.launch.worker SPEC_JSON``.
+
+Runs one job in its own process (the launcher sets ``CUDA_VISIBLE_DEVICES``), so a crash, an out-of-memory
+error or a kill takes down one run and never the others. Exit codes: 0 finished or skipped, 130
+interrupted (SIGTERM / Ctrl-C, resumable), 2 a user error, 1 anything else; the last stderr line says why.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from probes.errors import UserError
+
+from .jobs import eprint, execute
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        eprint("usage: python -m probes.launch.worker SPEC_JSON")
+        return 2
+    spec = json.loads(Path(args[0]).read_text())
+    try:
+        summary = execute(spec["run_dir"], spec["config"])
+    except KeyboardInterrupt:
+        eprint("error: interrupted")
+        return 130
+    except UserError as exc:
+        eprint(f"error: {exc}")
+        return 2
+    except Exception as exc:  # the traceback goes to the log; the last line stays the one-line reason
+        traceback.print_exc()
+        eprint(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
+        return 1
+    eprint(f"{spec['run_dir']}: {summary.get('status')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""`probes bench …` on tiny sizes: each subcommand runs end to end and its JSON holds positive numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from probes.cli.app import main
+
+
+def _run(args: list[str], tmp_path: Path) -> dict:
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", *args, "--json", str(out)])
+    assert exc.value.code in (0, None)
+    return json.loads(out.read_text())
+
+
+def test_data(tmp_path: Path) -> None:
+    r = _run(["data", "--len", "20", "--n", "3000", "--chunk", "1000", "--python-n", "500"], tmp_path)
+    assert r["bench"] == "data" and len(r["rows"]) == 3
+    assert all(row["samples_per_s"] > 0 for row in r["rows"])
+    assert r["ratio"]["warm_vs_python"] > 0 and r["ratio"]["cold_vs_python"] > 0
+
+
+def test_step(tmp_path: Path) -> None:
+    r = _run(["step", "--models", "pythia-tiny,mamba-tiny", "--batch", "2", "--len", "16", "--steps", "1",
+              "--device", "cpu"], tmp_path)
+    rows = {row["model"]: row for row in r["rows"]}
+    assert rows["pythia-tiny"]["ratio_to_first"] == 1.0
+    assert rows["mamba-tiny"]["mamba_path"] == "probes-fast-scan" and rows["pythia-tiny"]["mamba_path"] is None
+    for row in rows.values():
+        assert row["ms_per_step"] > 0 and row["tokens_per_s"] > 0 and row["model_flops_per_step"] > 0
+        assert row["peak_step_memory_bytes"] > 0
+
+
+def test_eval(tmp_path: Path) -> None:
+    r = _run(["eval", "--vocab", "4096", "--len", "16", "--n", "8", "--batch", "4", "--device", "cpu"], tmp_path)
+    assert r["config"]["vocab_rows"] >= 4096
+    assert r["prediction_agreement"] == 1.0  # both heads must give the same argmax
+    assert all(row["samples_per_s"] > 0 for row in r["rows"]) and r["ratio"]["target_vs_full"] > 0
+
+
+def test_scaling_writes_figure(tmp_path: Path) -> None:
+    fig = tmp_path / "scaling.png"
+    r = _run(["scaling", "--lengths", "8,16,32", "--models", "pythia-tiny,mamba-tiny", "--batch", "1", "--steps", "1",
+              "--out", str(fig), "--device", "cpu"], tmp_path)
+    assert len(r["rows"]) == 6 and all(row["ms_per_step"] > 0 and row["memory_bytes"] > 0 for row in r["rows"])
+    # saved activations grow with length
+    mem = [row["memory_bytes"] for row in r["rows"] if row["model"] == "mamba-tiny"]
+    assert mem == sorted(mem) and mem[-1] > mem[0]
+    assert fig.stat().st_size > 0 and fig.with_suffix(".pdf").stat().st_size > 0
+
+
+def test_mamba_path(tmp_path: Path) -> None:
+    r = _run(["mamba-path", "--len", "8", "--batch", "2", "--steps", "1", "--device", "cpu"], tmp_path)
+    paths = {row["path"]: row for row in r["rows"]}
+    assert r["default_path"] == "probes-fast-scan"
+    assert paths["probes-fast-scan"]["ms_per_step"] > 0 and paths["transformers-sequential"]["ms_per_step"] > 0
+
+
+def test_pruning(tmp_path: Path) -> None:
+    r = _run(["pruning", "--k", "16,4", "--grid", "4", "--text-tokens", "4", "--repeats", "1", "--device", "cpu"],
+             tmp_path)
+    assert [row["k"] for row in r["rows"]] == [16, 4]
+    assert all(row["latency_ms"] > 0 and row["seq_len"] > 0 for row in r["rows"])
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "scaling", "--lengths", "8,a", "--json", str(out)])
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err and not out.exists()
