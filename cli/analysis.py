@@ -7,18 +7,16 @@ inside the commands so that `probes --help` and unrelated commands do not pay fo
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from probes.analysis.rundir import Run, load_runs
-from rich.console import Console
 
 from probes.errors import UserError
 
 from .app import app
-from .common import console
+from .common import console, stdout_console
 
 RunsArg = Annotated[
     list[Path],
@@ -117,7 +115,7 @@ def report(
         band_threshold=_threshold(band_threshold, "--band-threshold"),
         criterion=band_criterion,  # type: ignore[arg-type]
     )
-    stdout = Console(width=None if sys.stdout.isatty() else 200)  # piped output: do not fold at 80 columns
+    stdout = stdout_console()
     for table in rich_tables(rep):
         stdout.print(table)
     for path in write_report(rep, out):

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from probes.errors import UserError
 from probes.io import atomic_write_json
 
 from .app import app
-from .common import console, progress_bar
+from .common import console, progress_bar, stdout_console
 
 bench_app = typer.Typer(help="Benchmarks: generator, training step, eval head, length scaling, Mamba paths, pruning.",
                         no_args_is_help=True)
@@ -21,7 +20,6 @@ app.add_typer(bench_app, name="bench")
 
 JSON_OPT = typer.Option(None, "--json", help="also save the numbers to this JSON file")
 DEVICE_OPT = typer.Option("auto", "--device", help="auto (cuda if available), cpu or cuda")
-out_console = Console()
 
 
 def _device(name: str) -> Any:
@@ -41,6 +39,8 @@ def _csv(text: str, kind: type = str) -> list[Any]:
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -60,7 +60,7 @@ def _emit(bench: str, result: dict[str, Any], columns: list[str], json_path: Pat
         table.add_column(col, justify="left" if col in ("model", "generator", "variant", "path", "family") else "right")
     for row in result["rows"]:
         table.add_row(*(_fmt(row.get(col)) for col in columns))
-    out_console.print(table)
+    stdout_console().print(table)
     if json_path is not None:
         atomic_write_json(json_path, result)
         console.print(f"wrote {json_path}")

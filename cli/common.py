@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +19,12 @@ from rich.progress import (
 from probes.errors import UserError
 
 console = Console(stderr=True)
+
+
+def stdout_console() -> Console:
+    """The console for a command's tables (its output, on stdout). Piped output is not folded at 80 columns,
+    so logs and CI keep every digit."""
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def progress_bar(*extra_fields: str) -> Progress:

@@ -3,11 +3,15 @@ the paper's figures and report from the run directories.
 
 Sizing (README "Offline demo"): tiny models trained from scratch do not learn L=50 within CPU minutes, while
 a 2-layer d=64 GPT-NeoX learns L=10 in a few thousand steps; the demo therefore uses L=10, lr 1e-3 (from
-scratch, not the paper's pretrained lrs), batch 64, at most 2000 steps, 1000 held-out samples per eval.
+scratch, not the paper's pretrained lrs), batch 64, at most 3000 steps, 1000 held-out samples per eval.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,11 +19,12 @@ from typing import Annotated, Any
 import typer
 
 from probes.errors import UserError
+from probes.io import atomic_write_json
 from probes.train.config import TaskSpec, TrainConfig
 
 from .app import app
-from .common import console, progress_bar
-from .synth import _sigterm_as_interrupt
+from .common import console, progress_bar, stdout_console
+from .synth import _sigterm_as_interrupt, validate_runs
 
 
 @app.command("demo")
@@ -29,7 +34,7 @@ def demo(
     length: Annotated[int, typer.Option("--len", help="Context length L.")] = 10,
     models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "pythia-tiny,mamba-tiny,hybrid-tiny",
     orders: Annotated[str, typer.Option(help="Comma-separated layouts.")] = "suffix,prefix",
-    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 2000,
+    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 3000,
     lr: Annotated[float, typer.Option(help="Learning rate (models start from scratch).")] = 1e-3,
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 1000,
     resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted demo runs.")] = False,
@@ -51,6 +56,7 @@ def demo(
     order_list = [o for o in orders.split(",") if o]
     if not names or not order_list:
         raise UserError("--models and --orders must each name at least one value")
+    validate_runs(names, [], resume=False, overwrite=True)  # unknown models fail before any progress output
     train = TrainConfig(lr=lr, max_steps=max_steps, eval_samples=eval_samples, n_train=1_000_000)
     planned = []
     for order in order_list:
@@ -58,6 +64,7 @@ def demo(
         planned += plan(names, task, train, [lr], [0], "mean", runs_dir)
     _sigterm_as_interrupt()
     t0 = time.perf_counter()
+    summaries: dict[str, dict[str, Any]] = {}
     with progress_bar("rate", "acc") as bar:
         for i, p in enumerate(planned, 1):
             job = bar.add_task(f"[{i}/{len(planned)}] {p.config.run_name}", total=max_steps, rate="", acc="")
@@ -74,6 +81,7 @@ def demo(
 
             s = run(p.config, p.run_dir, resume=resume, overwrite=not resume, on_step=on_step)
             bar.update(job, completed=s["steps_done"], total=s["steps_done"])
+            summaries[p.config.run_name] = s
     runs = load_runs([runs_dir])
     written: list[Path] = []
     fig, _ = plot_curves(runs)
@@ -82,8 +90,30 @@ def demo(
     written += save_figure(fig, out / "heatmaps.png")
     report = build_report(runs)
     written += write_report(report, out)
+    stdout = stdout_console()
     for table in rich_tables(report):
-        console.print(table)
-    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; run directories in {runs_dir}")
+        stdout.print(table)
+    wall = time.perf_counter() - t0
+    written.append(_write_record(out / "demo.json", wall, summaries, planned[0].run_dir))
+    console.print(f"demo finished in {wall:.0f} s; run directories in {runs_dir}")
     for path in written:
         console.print(f"wrote {path}")
+
+
+def _write_record(path: Path, wall: float, summaries: dict[str, dict[str, Any]], a_run: Path) -> Path:
+    """What produced the figures beside it: the exact command, the machine and every run's outcome, so a
+    committed reference set says how to reproduce it and how long it took."""
+    env = json.loads((a_run / "env.json").read_text())
+    record = {
+        "command": shlex.join(["probes", *sys.argv[1:]]),
+        "wall_time_s": round(wall, 1),
+        "cpu_count": os.cpu_count(),
+        "env": env,
+        "runs": {
+            name: {k: s.get(k) for k in ("reached", "steps_to_threshold", "final_acc", "steps_done", "wall_time",
+                                         "mamba_path")}
+            for name, s in summaries.items()
+        },
+    }
+    atomic_write_json(path, record)
+    return path

@@ -35,6 +35,17 @@ def test_step(tmp_path: Path) -> None:
         assert row["peak_step_memory_bytes"] > 0
 
 
+def test_step_takes_a_local_checkpoint(tmp_path: Path) -> None:
+    from probes.models.registry import load_backbone
+
+    ckpt = tmp_path / "my-mamba"
+    load_backbone("mamba-tiny", seed=3).model.save_pretrained(ckpt)
+    r = _run(["step", "--models", f"pythia-tiny,{ckpt}", "--batch", "2", "--len", "8", "--steps", "1",
+              "--device", "cpu"], tmp_path)
+    row = r["rows"][1]
+    assert row["model"] == str(ckpt) and row["family"] == "mamba" and row["mamba_path"] == "probes-fast-scan"
+
+
 def test_eval(tmp_path: Path) -> None:
     r = _run(["eval", "--vocab", "4096", "--len", "16", "--n", "8", "--batch", "4", "--device", "cpu"], tmp_path)
     assert r["config"]["vocab_rows"] >= 4096

@@ -16,9 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import transformers
 from transformers import GPTNeoXConfig, JambaConfig, MambaConfig, PretrainedConfig
 
 TINY_VOCAB = 512
+
+# transformers 4.x Jamba raises on CPU unless `use_mamba_kernels=False`; 5.x picks the path itself and warns
+# that the flag is deprecated, so it is passed only where it still means something.
+_JAMBA_KERNEL_FLAG = {"use_mamba_kernels": False} if int(transformers.__version__.split(".")[0]) < 5 else {}
 
 
 def _pythia(hidden: int, layers: int, heads: int, vocab: int) -> GPTNeoXConfig:
@@ -67,7 +72,7 @@ def _hybrid(hidden: int, layers: int, vocab: int) -> JambaConfig:
         mamba_d_state=16,
         mamba_d_conv=4,
         mamba_expand=2,
-        use_mamba_kernels=False,
+        **_JAMBA_KERNEL_FLAG,
         tie_word_embeddings=False,
         max_position_embeddings=8192,
     )
