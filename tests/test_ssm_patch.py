@@ -22,7 +22,6 @@ from transformers import (
 )
 
 import probes.ssm.patch as patch
-from probes.ssm.bench import compare_step_times
 from probes.ssm.patch import (
     FAST_SCAN,
     MAMBA_SSM,
@@ -243,17 +242,3 @@ def test_packed_sequence_options_are_refused():
             torch.zeros(1, 1, 3),
             cu_seqlens=torch.tensor([0, 3]),
         )
-
-
-def test_compare_step_times_reports_every_model():
-    result = compare_step_times(batch=2, seq_len=5, d_model=16, n_layer=1, steps=2)
-    assert result["mamba_path"] == FAST_SCAN
-    ms = result["ms_per_step"]
-    assert set(ms) == {"gpt_neox", "mamba_fast", "mamba_sequential"}
-    assert all(v > 0 for v in ms.values())
-    assert result["ratio"]["mamba_fast_vs_gpt_neox"] == pytest.approx(ms["mamba_fast"] / ms["gpt_neox"])
-    skipped = compare_step_times(batch=1, seq_len=3, d_model=16, n_layer=1, steps=1, include_sequential=False)
-    assert skipped["ms_per_step"]["mamba_sequential"] is None
-    assert skipped["ratio"]["mamba_sequential_vs_gpt_neox"] is None
-    with pytest.raises(ValueError, match="steps"):
-        compare_step_times(steps=0)

@@ -1,8 +1,8 @@
 """Fast state-space (Mamba) paths: a CPU selective scan and the dispatch between kernel paths.
 
 `enable_fast_path(model)` / `detect_mamba_path(model)` (in `patch`) are what trainers call; `selective_scan`
-and `causal_conv1d` are drop-ins for transformers' kernel hooks; `probes.ssm.bench.compare_step_times` times
-Mamba against GPT-NeoX (imported from its module, it builds transformers models).
+and `causal_conv1d` are drop-ins for transformers' kernel hooks. Their speed against GPT-NeoX and against
+transformers' sequential loop is measured by `probes bench step` and `probes bench mamba-path` (probes/bench/).
 """
 
 from .causal_conv import causal_conv1d
