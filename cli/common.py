@@ -18,7 +18,8 @@ from rich.progress import (
 
 from probes.errors import UserError
 
-console = Console(stderr=True)
+# soft_wrap: messages such as "wrote PATH" are never broken across lines (logs and scripts grep for them)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def stdout_console() -> Console:

@@ -1,4 +1,10 @@
-"""`probes synth`: train models on a probe task (one run, or the paper's 9-run grid per model)."""
+"""`probes synth`: train models on a probe task (one run, or the paper's 9-run grid per model).
+
+Without ``--launcher`` the runs train one after another in this process. ``--launcher local`` runs each in
+its own worker process, one per ``--gpus`` slot at a time; ``--launcher slurm`` submits a submitit job
+array. Launchers make re-launching safe (finished runs skipped, interrupted ones resumed), so ``--resume``
+is implied and ``--overwrite`` refused with them; the logic lives in :mod:`probes.launch`.
+"""
 
 from __future__ import annotations
 
@@ -67,12 +73,40 @@ def synth(
     param: Annotated[list[str] | None, typer.Option(help="Extra task parameter key=value.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
     out: Annotated[Path, typer.Option(help="Directory holding the run directories.")] = Path("runs"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).")] = False,
+    launcher: Annotated[str, typer.Option(
+        help="none: runs in this process; local: a worker process per --gpus slot; slurm: a submitit job array. "
+             "Launchers skip finished runs and resume interrupted ones.", rich_help_panel="Launch")] = "none",
+    gpus: Annotated[str | None, typer.Option(
+        help="local: device slots, one run each at a time, e.g. 0,1,2,3 or cpu,cpu (default: every GPU, else cpu).",
+        rich_help_panel="Launch")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="local: torch threads per worker (default: cores shared between cpu slots).",
+        rich_help_panel="Launch")] = None,
+    partition: Annotated[str | None, typer.Option(help="slurm: partition.", rich_help_panel="SLURM")] = None,
+    time_limit: Annotated[str | None, typer.Option(
+        "--time", help="slurm: time limit per run, minutes, HH:MM:SS or D-HH:MM (default 1-00:00).",
+        rich_help_panel="SLURM")] = None,
+    gpus_per_task: Annotated[int | None, typer.Option(help="slurm: GPUs per run (default 1).", rich_help_panel="SLURM")] = None,
+    cpus_per_task: Annotated[int | None, typer.Option(help="slurm: CPUs per run (default 8).", rich_help_panel="SLURM")] = None,
+    mem: Annotated[str | None, typer.Option(help="slurm: memory per run, e.g. 32G.", rich_help_panel="SLURM")] = None,
+    array_parallelism: Annotated[int | None, typer.Option(
+        help="slurm: runs of the array running at once (default 32).", rich_help_panel="SLURM")] = None,
+    job_name: Annotated[str | None, typer.Option(help="slurm: job name (default probes).", rich_help_panel="SLURM")] = None,
+    slurm_executor: Annotated[str | None, typer.Option(
+        help="slurm: 'slurm' (sbatch) or 'local' (submitit's local executor: same jobs on this machine, no SLURM).",
+        rich_help_panel="SLURM")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="slurm: block until every job ended, then show the table.",
+                                       rich_help_panel="SLURM")] = False,
 ) -> None:
     """Train on the synthetic grounding task (or another probe task), recording per-position accuracy.
 
-    Example: probes synth --len 200 --order suffix --models pythia-tiny,mamba-tiny --grid --out runs/L200
+    Grids run in this process by default; --launcher local spreads them over GPUs (one run per GPU at a time)
+    and --launcher slurm submits them as a job array; re-running the same command skips finished runs and
+    resumes interrupted ones; follow a grid with `probes status OUT`.
+
+    Example: probes synth --len 200 --order suffix --models pythia-tiny,mamba-tiny --grid --out runs/L200 --launcher local --gpus 0,1,2,3
     """
     from probes.train.loop import run  # heavy imports only when training
 
@@ -92,8 +126,23 @@ def synth(
     )
     from probes.synthetic.registry import build_task
 
+    from probes.launch.dispatch import check_runs, launch_grid, plan_launch
+
     build_task(task, task_params)  # validate task parameters before any model is built
+    slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
+             "cpus_per_task": cpus_per_task, "mem": mem, "array_parallelism": array_parallelism,
+             "job_name": job_name, "executor": slurm_executor}
+    launch = plan_launch(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, resume=resume,
+                         overwrite=overwrite)
     runs = plan(names, TaskSpec(task, task_params), train, lrs, seeds, init, out)
+    if launch is not None:
+        validate_runs(names, [], resume=False, overwrite=False)  # model names only: existing dirs are resumed
+        check_runs(runs)
+        _sigterm_as_interrupt()
+        results = launch_grid(launch, runs, console=console)
+        if results is not None and any(r.status == "failed" for r in results):
+            raise typer.Exit(1)
+        return
     validate_runs(names, [p.run_dir for p in runs], resume, overwrite)
     _sigterm_as_interrupt()
     results = []

@@ -14,12 +14,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
+from probes.errors import TaskConfigError  # noqa: F401  (re-exported: the generators raise it from here)
+
 Split = Literal["train", "heldout"]
 SPLITS: tuple[Split, ...] = ("train", "heldout")
-
-
-class TaskConfigError(ValueError):
-    """A task parameter is out of range; the message is one line meant for the user."""
 
 
 @dataclass(frozen=True)

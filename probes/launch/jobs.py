@@ -6,18 +6,28 @@ that started but never checkpointed is restarted, an empty or missing directory 
 launch spec (config and run directory) lives beside the run directories in ``RUNS_DIR/.launch/NAME.json``
 and not inside the run directory: the trainer only starts in an empty directory, and an empty directory is
 also how ``probes status`` shows a run that is planned but not started.
+
+A worker holds an exclusive ``flock`` on ``RUNS_DIR/.launch/NAME.lock`` while it runs a job, so two
+launchers sharing a grid (``--gpus 0,1`` and later ``--gpus 2,3``, or a re-submission while jobs still run)
+never train the same run twice: the second worker finds the lock held and leaves the run alone. Where the
+filesystem has no working ``flock`` the guard is skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import json
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probes.errors import UserError
 from probes.io import atomic_write_json, ensure_writable_dir
 from probes.train.config import run_config_from_dict
 from probes.train.grid import PlannedRun
@@ -25,6 +35,7 @@ from probes.train.grid import PlannedRun
 LAUNCH_DIR = ".launch"
 WORKER_LOG = "worker.log"  # the tail of the worker's output, written into the run directory
 TAIL_LINES = 40
+BUSY_EXIT = 3  # worker exit code: another process holds the run (probes.launch.worker)
 
 
 class Action(str, enum.Enum):
@@ -39,13 +50,56 @@ class RunResult:
     """What a launcher reports for one run, read back from its run directory."""
 
     run_dir: Path
-    status: str  # finished | interrupted | failed | skipped
+    status: str  # finished | interrupted | failed | skipped | running (another worker holds it)
     steps_to_threshold: int | None
     error: str | None
 
 
+class RunBusy(UserError):
+    """Another process holds the run's lock: it is running there; leave it alone."""
+
+
 def spec_path(run_dir: Path) -> Path:
     return run_dir.parent / LAUNCH_DIR / f"{run_dir.name}.json"
+
+
+def lock_path(run_dir: Path) -> Path:
+    return run_dir.parent / LAUNCH_DIR / f"{run_dir.name}.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock for the block; :class:`RunBusy` when another process holds it."""
+    path = lock_path(run_dir)
+    ensure_writable_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir.name} is already running in another process") from None
+        except OSError:  # no flock on this filesystem: run unguarded
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def is_running(run_dir: Path) -> bool:
+    """True when a live worker holds the run's lock (never creates the lock file)."""
+    try:
+        fd = os.open(lock_path(run_dir), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -70,6 +124,33 @@ def decide(run_dir: Path) -> Action:
     return Action.FRESH
 
 
+def check_launchable(runs: list[PlannedRun]) -> None:
+    """One-line errors before anything is written: a device a launcher cannot honour, a run name twice, or
+    an existing run directory that holds a different configuration (it would be skipped or resumed as is)."""
+    seen: set[Path] = set()
+    for p in runs:
+        if p.config.train.device not in ("auto", "cuda", "cpu"):
+            raise UserError(
+                f"run {p.config.run_name} asks for device {p.config.train.device!r}; with a launcher use "
+                "--device auto and pick GPUs with --gpus"
+            )
+        if p.run_dir in seen:
+            raise UserError(f"the grid names run directory {p.run_dir} twice")
+        seen.add(p.run_dir)
+        if p.run_dir.exists() and not p.run_dir.is_dir():
+            raise UserError(f"run directory {p.run_dir} exists and is not a directory")
+        saved = p.run_dir / "config.json"
+        if saved.is_file():
+            try:
+                same = run_config_from_dict(json.loads(saved.read_text())) == p.config
+            except (OSError, ValueError, UserError):
+                same = False
+            if not same:
+                raise UserError(
+                    f"{p.run_dir} holds a run with a different configuration; delete it or choose another --out"
+                )
+
+
 def write_spec(planned: PlannedRun) -> Path:
     """Record the run's config beside its directory and create the (empty) run directory: it is now planned."""
     path = spec_path(planned.run_dir)
@@ -85,6 +166,8 @@ def mark_failed(run_dir: Path, error: str, status: str = "failed") -> None:
         "reached": False, "threshold": None, "steps_to_threshold": None, "samples_to_threshold": None,
         "final_acc": None, "best_acc": None, "steps_done": 0, "max_steps": None, "wall_time": 0.0,
     }
+    if summary.get("status") == "finished":  # it ended well before whatever stopped the worker
+        return
     if summary.get("status") in ("failed", "interrupted") and summary.get("error") is not None:
         return
     ensure_writable_dir(run_dir)
@@ -103,29 +186,40 @@ def result_of(run_dir: Path, skipped: bool = False) -> RunResult:
 def execute(run_dir: str | Path, config: dict[str, Any], *, sigterm_interrupts: bool = True) -> dict[str, Any]:
     """Run (or resume, or skip) one job in this process; the entry point of both launchers' workers.
 
-    A failure before the trainer wrote a summary (e.g. an unknown model) is recorded as a failed summary so
-    that ``probes status`` and the launchers see it; the exception is re-raised for the caller's exit code.
+    Raises :class:`RunBusy` (touching nothing) when another worker holds the run. A failure before the
+    trainer wrote a summary (e.g. an unknown model) is recorded as a failed summary so that ``probes status``
+    and the launchers see it; the exception is re-raised for the caller's exit code. ``SystemExit`` (how
+    submitit leaves a task it requeued after a time-out or preemption) leaves the run ``interrupted``.
     """
     from probes.train.loop import run  # heavy import: only inside the worker
 
     run_dir = Path(run_dir)
-    action = decide(run_dir)
-    if action is Action.SKIP:
-        return read_summary(run_dir) or {}
     if sigterm_interrupts:
         signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        cfg = run_config_from_dict(config)
-        return run(cfg, run_dir, resume=action is Action.RESUME, overwrite=action is Action.RESTART)
-    except KeyboardInterrupt:
-        mark_failed(run_dir, "interrupted", status="interrupted")
-        raise
-    except BaseException as exc:
-        mark_failed(run_dir, f"{type(exc).__name__}: {exc}".splitlines()[0])
-        raise
+        signal.signal(signal.SIGINT, _raise_interrupt)
+    with run_lock(run_dir):
+        action = decide(run_dir)  # decided under the lock: another worker may have finished it meanwhile
+        if action is Action.SKIP:
+            return read_summary(run_dir) or {}
+        try:
+            cfg = run_config_from_dict(config)
+            return run(cfg, run_dir, resume=action is Action.RESUME, overwrite=action is Action.RESTART)
+        except KeyboardInterrupt:
+            mark_failed(run_dir, "interrupted", status="interrupted")
+            raise
+        except SystemExit:
+            mark_failed(run_dir, "interrupted (preempted or timed out)", status="interrupted")
+            raise
+        except BaseException as exc:
+            mark_failed(run_dir, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            raise
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    """The first SIGTERM / SIGINT interrupts the run; later ones are ignored so that the interrupted summary
+    is written even when Ctrl-C reaches the worker and the launcher forwards SIGTERM as well."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

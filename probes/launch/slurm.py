@@ -4,10 +4,13 @@ Same run directories and re-launch rule as the local launcher (:func:`probes.lau
 is :class:`submitit.helpers.Checkpointable`: when SLURM is about to hit the time limit or preempts a task,
 submitit requeues it and the requeued task resumes the run from its last checkpoint. ``cluster="local"``
 runs the same jobs as local processes (tests, a workstation); ``cluster="slurm"`` needs ``sbatch``/``srun``.
+submitit's local executor starts every array task at once (it ignores the array limit) and gives each the
+first ``gpus_per_task`` GPUs; use it to check a grid end to end, not to share GPUs (``--launcher local`` does).
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,22 @@ from typing import Any
 from probes.errors import UserError
 from probes.train.grid import PlannedRun
 
-from .jobs import LAUNCH_DIR, Action, RunResult, decide, execute, mark_failed, result_of, write_spec
+from .jobs import (
+    LAUNCH_DIR,
+    Action,
+    RunBusy,
+    RunResult,
+    check_launchable,
+    decide,
+    execute,
+    is_running,
+    mark_failed,
+    read_summary,
+    result_of,
+    write_spec,
+)
+
+CLUSTERS = ("slurm", "local")
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,10 @@ class SlurmOptions:
             raise UserError(f"--time must be at least 1 minute (got {self.time_min})")
         if self.gpus_per_task < 0 or self.cpus_per_task < 1 or self.array_parallelism < 1:
             raise UserError("--gpus-per-task must be >= 0, --cpus-per-task and --array-parallelism >= 1")
+        if self.mem_gb is not None and self.mem_gb <= 0:
+            raise UserError(f"--mem must be positive (got {self.mem_gb} GB)")
+        if self.cluster not in CLUSTERS:
+            raise UserError(f"unknown submitit executor {self.cluster!r}: use {' or '.join(CLUSTERS)}")
 
 
 def parse_time(text: str) -> int:
@@ -50,6 +72,44 @@ def parse_time(text: str) -> int:
         return int(days or 0) * 1440 + minutes
     except ValueError:
         raise UserError(f"--time expects minutes, HH:MM:SS or D-HH:MM, got {text!r}") from None
+
+
+def parse_mem(text: str) -> float:
+    """``--mem``: ``32``, ``32G``, ``500M`` or ``1T`` → GB (SLURM's default unit is MB; ours is GB, as
+    submitit's ``mem_gb``, so a bare number means gigabytes)."""
+    scale = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
+    t = text.strip().upper().removesuffix("B")
+    unit = t[-1:] if t[-1:] in scale else "G"
+    try:
+        value = float(t[:-1] if t[-1:] in scale else t) * scale[unit]
+    except ValueError:
+        raise UserError(f"--mem expects a size such as 32G or 500M, got {text!r}") from None
+    if value <= 0:
+        raise UserError(f"--mem must be positive, got {text!r}")
+    return value
+
+
+def slurm_options(given: dict[str, Any]) -> SlurmOptions:
+    """:class:`SlurmOptions` from command-line values (``time`` and ``mem`` as typed; ``executor`` is
+    ``cluster``); keys not given keep their defaults."""
+    kwargs = dict(given)
+    if "time" in kwargs:
+        kwargs["time_min"] = parse_time(str(kwargs.pop("time")))
+    if "mem" in kwargs:
+        kwargs["mem_gb"] = parse_mem(str(kwargs.pop("mem")))
+    if "executor" in kwargs:
+        kwargs["cluster"] = kwargs.pop("executor")
+    return SlurmOptions(**kwargs)
+
+
+def check_submit(opts: SlurmOptions) -> None:
+    """One-line errors before anything is written: submitit missing, or no SLURM for ``cluster="slurm"``."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise UserError("the SLURM launcher needs submitit: pip install -e '.[cluster]'") from None
+    if opts.cluster == "slurm" and shutil.which("srun") is None:
+        raise UserError("no SLURM here (srun not found); --slurm-executor local runs the same jobs on this machine")
 
 
 def executor_parameters(opts: SlurmOptions) -> dict[str, Any]:
@@ -88,42 +148,67 @@ except ImportError:  # submitit is the optional [cluster] extra; only launch_slu
 
 
 class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
-    """One array task: run / resume / skip one run directory (requeued with the same arguments)."""
+    """One array task: run / resume / skip one run directory (requeued with the same arguments).
+
+    ``threads`` caps torch's threads (the local executor does not confine a task to its CPUs)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
 
     def __call__(self, run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
-        return execute(run_dir, config, sigterm_interrupts=False)
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        try:
+            return execute(run_dir, config, sigterm_interrupts=False)
+        except RunBusy as exc:  # another task or launcher is running it: leave its directory alone
+            return {"status": "running", "error": str(exc)}
 
 
 def submit_slurm(runs: list[PlannedRun], opts: SlurmOptions, folder: Path | None = None) -> tuple[list[PlannedRun], list[Any]]:
-    """Submit one array job over the runs that are not finished; return (submitted runs, submitit jobs).
-
-    submitit logs and pickles go to ``folder`` (default ``RUNS_DIR/.launch/submitit``).
+    """Submit one array job over the runs that are neither finished nor running; return (submitted runs,
+    submitit jobs). submitit logs and pickles go to ``folder`` (default ``RUNS_DIR/.launch/submitit``).
     """
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        raise UserError("the SLURM launcher needs submitit: pip install 'probes[cluster]'") from None
+    check_submit(opts)
+    check_launchable(runs)
     for planned in runs:
         write_spec(planned)
-    todo = [p for p in runs if decide(p.run_dir) is not Action.SKIP]
+    todo = [p for p in runs if decide(p.run_dir) is not Action.SKIP and not is_running(p.run_dir)]
     if not todo:
         return [], []
     folder = folder or runs[0].run_dir.parent / LAUNCH_DIR / "submitit"
     executor = make_executor(opts, folder)
-    jobs = executor.map_array(RunJob(), [str(p.run_dir) for p in todo], [p.config.to_dict() for p in todo])
+    threads = opts.cpus_per_task if opts.cluster == "local" else None
+    jobs = executor.map_array(RunJob(threads), [str(p.run_dir) for p in todo], [p.config.to_dict() for p in todo])
     return todo, jobs
 
 
 def wait_slurm(runs: list[PlannedRun], submitted: list[PlannedRun], jobs: list[Any]) -> list[RunResult]:
-    """Block until the jobs end; one result per run (runs not submitted were already finished)."""
+    """Block until the jobs end; one result per run (runs not submitted were finished or running elsewhere)."""
     by_dir: dict[Path, RunResult] = {}
     for planned, job in zip(submitted, jobs, strict=True):
         try:
-            job.result()
+            out = job.result()
         except Exception as exc:  # the run's summary already holds the reason when the trainer got that far
-            mark_failed(planned.run_dir, str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))
-        by_dir[planned.run_dir] = result_of(planned.run_dir)
-    return [by_dir.get(p.run_dir) or result_of(p.run_dir, skipped=True) for p in runs]
+            text = str(exc).strip()
+            mark_failed(planned.run_dir, text.splitlines()[-1] if text else repr(exc))
+            out = None
+        if isinstance(out, dict) and out.get("status") == "running" and "error" in out:
+            by_dir[planned.run_dir] = _running(planned.run_dir, out["error"])
+        else:
+            by_dir[planned.run_dir] = result_of(planned.run_dir)
+    return [by_dir.get(p.run_dir) or _not_submitted(p.run_dir) for p in runs]
+
+
+def _running(run_dir: Path, why: str) -> RunResult:
+    return RunResult(run_dir, "running", (read_summary(run_dir) or {}).get("steps_to_threshold"), why)
+
+
+def _not_submitted(run_dir: Path) -> RunResult:
+    if decide(run_dir) is not Action.SKIP:
+        return _running(run_dir, "running in another process")
+    return result_of(run_dir, skipped=True)
 
 
 def launch_slurm(runs: list[PlannedRun], opts: SlurmOptions, *, wait: bool = False, folder: Path | None = None) -> tuple[list[Any], list[RunResult] | None]:

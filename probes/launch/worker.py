@@ -2,7 +2,8 @@
 
 Runs one job in its own process (the launcher sets ``CUDA_VISIBLE_DEVICES``), so a crash, an out-of-memory
 error or a kill takes down one run and never the others. Exit codes: 0 finished or skipped, 130
-interrupted (SIGTERM / Ctrl-C, resumable), 2 a user error, 1 anything else; the last stderr line says why.
+interrupted (SIGTERM / Ctrl-C, resumable), 2 a user error, 3 another process is running this run (left
+alone), 1 anything else; the last stderr line says why.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from probes.errors import UserError
 
-from .jobs import eprint, execute
+from .jobs import BUSY_EXIT, RunBusy, eprint, execute
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         eprint("error: interrupted")
         return 130
+    except RunBusy as exc:
+        eprint(f"error: {exc}")
+        return BUSY_EXIT
     except UserError as exc:
         eprint(f"error: {exc}")
         return 2

@@ -12,12 +12,14 @@ starting points:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from transformers import PreTrainedModel
 
 from probes.errors import UserError
+
+if TYPE_CHECKING:  # transformers costs seconds to import; the CLI imports this module for STRATEGIES
+    from transformers import PreTrainedModel
 
 Strategy = Literal["mean", "normal", "sample"]
 STRATEGIES: tuple[str, ...] = ("mean", "normal", "sample")
