@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from probes.launch.status import collect, status_table
 
 from .app import app
+from .common import stdout_console
 
 
 @app.command("status")
@@ -22,4 +22,4 @@ def status(
     Example: probes status runs/L200
     """
     states = collect(runs_dir)
-    Console(width=200).print(status_table(states, title=str(runs_dir)))
+    stdout_console().print(status_table(states, title=str(runs_dir)))
