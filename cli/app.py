@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from probes.synthetic.base import TaskConfigError
 
 from probes.errors import UserError
 
@@ -29,14 +28,14 @@ def _root() -> None:
 
 def _register() -> None:
     """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
-    from . import analysis, bench, data, demo, status, synth, vlm, vlm_eval  # noqa: F401
+    from . import analysis, bench, data, demo, status, synth, vlm, vlm_eval, vlm_study  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
         app(args=argv, standalone_mode=True)
-    except (UserError, TaskConfigError) as exc:
+    except UserError as exc:  # TaskConfigError is a UserError
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:

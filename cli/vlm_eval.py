@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from probes.errors import UserError
 
-from .common import progress_bar
+from .common import progress_bar, stdout_console
 from .vlm import vlm_app
 
 _TASK_HELP = "grounding | captioning | vqa | mc | pope"
@@ -88,7 +87,7 @@ def gap_cmd(
     from probes.analysis.vlm_gap import build_gap_report, load_scores, rich_tables, write_gap_report
 
     report = build_gap_report(load_scores(runs), _parse_pairs(pair))
-    out_console = Console()  # the tables are the command's output: stdout
+    out_console = stdout_console()  # the tables are the command's output
     for table in rich_tables(report):
         out_console.print(table)
     written = write_gap_report(report, out)

@@ -10,7 +10,8 @@ most once per image, so "the red circle" names exactly one object. From the scen
 - questions (count, colour of a kind, presence yes/no) → ``vqav2_{split}_questions.json`` and
   ``vqav2_{split}_annotations.json`` (10 identical answers, as VQAv2 scores against 10);
 - ``llava_instruct.json`` for stage 2: per training image one grounding conversation (all expressions as
-  turns, boxes as normalised text on the letterboxed input), one VQA conversation and one caption.
+  turns, boxes as normalised text on the letterboxed input), one VQA conversation and one caption. Turn
+  order is shuffled per image (the task-aware layout puts the first turn's prompt before the image).
 
 Splits by image index: 80 % train, 10 % val, 10 % test. ``world.json`` records the seed and file list.
 """
@@ -173,9 +174,16 @@ def write_world(out: str | Path, n_images: int, seed: int, *, width: int = 128, 
         if split != "train":
             continue
         pretrain.append(llava_record(f"{image_id}-cap", rel, "caption", "", [(INSTRUCTIONS["caption"], caps[0])]))
-        instruct.append(llava_record(f"{image_id}-ground", rel, "grounding", INSTRUCTIONS["grounding"],
-                                     [(f"the {o.phrase}", box_text(o.box, width, height)) for o in objs]))
-        instruct.append(llava_record(f"{image_id}-vqa", rel, "vqa", INSTRUCTIONS["vqa"], questions))
+        # Turn order shuffled per image (own RNG: the scenes stay as they were): the task-aware layout reads the
+        # first prompt before the image, so a fixed order would only ever train it on "the leftmost object" /
+        # "how many objects are there?" there, while evaluation asks every expression and question there.
+        order = random.Random(seed * 1_000_003 + image_id)
+        ground = [(f"the {o.phrase}", box_text(o.box, width, height)) for o in objs]
+        order.shuffle(ground)
+        turns = list(questions)
+        order.shuffle(turns)
+        instruct.append(llava_record(f"{image_id}-ground", rel, "grounding", INSTRUCTIONS["grounding"], ground))
+        instruct.append(llava_record(f"{image_id}-vqa", rel, "vqa", INSTRUCTIONS["vqa"], turns))
         instruct.append(llava_record(f"{image_id}-cap", rel, "caption", "", [(INSTRUCTIONS["caption"], caps[i % 5])]))
     files = {"llava_pretrain": "llava_pretrain.json", "llava_instruct": "llava_instruct.json",
              "refcoco": "refcoco.jsonl", "karpathy": "dataset_coco.json"}
