@@ -126,7 +126,8 @@ def synth(
     )
     from probes.synthetic.registry import build_task
 
-    from probes.launch.dispatch import check_runs, launch_grid, plan_launch
+    from probes.launch.dispatch import launch_grid, plan_launch
+    from probes.launch.jobs import check_launchable
 
     build_task(task, task_params)  # validate task parameters before any model is built
     slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
@@ -137,7 +138,7 @@ def synth(
     runs = plan(names, TaskSpec(task, task_params), train, lrs, seeds, init, out)
     if launch is not None:
         validate_runs(names, [], resume=False, overwrite=False)  # model names only: existing dirs are resumed
-        check_runs(runs)
+        check_launchable(runs)  # before any progress output; the launchers check again as library calls
         _sigterm_as_interrupt()
         results = launch_grid(launch, runs, console=console)
         if results is not None and any(r.status == "failed" for r in results):

@@ -18,6 +18,8 @@ from probes.synthetic.base import Batch
 from probes.synthetic.grounding import GroundingConfig, GroundingTask
 from probes.train.forward import loss_and_correct, target_logits
 
+from .timing import cuda_step_peak_bytes, saved_activation_bytes
+
 
 @dataclass
 class Probe:
@@ -94,6 +96,17 @@ class Stepper:
         self.forward_backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def step_memory(self) -> tuple[int, str]:
+        """Memory one step needs beyond what is resident, and what that number is: on CUDA the allocator peak
+        of a whole step; on a CPU the bytes autograd saves for backward (no allocator peak to read there)."""
+        device = self.probe.device
+        if device.type == "cuda":
+            return cuda_step_peak_bytes(self.step, device), "cuda max_memory_allocated during one step, above resident"
+        with saved_activation_bytes() as box:
+            self.forward_backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        return box[0], "bytes saved for backward (CPU)"
 
 
 def train_flops(probe: Probe, batch_size: int, seq_len: int, n_targets: int = 1) -> float:

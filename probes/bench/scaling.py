@@ -16,7 +16,7 @@ import torch
 from probes.errors import UserError
 
 from .probe import Stepper, build_probe, train_batch
-from .timing import cuda_step_peak_bytes, interleaved_medians, saved_activation_bytes
+from .timing import interleaved_medians
 
 
 def bench_scaling(
@@ -38,13 +38,7 @@ def bench_scaling(
         steppers = {name: Stepper(p, train_batch(p, length, batch_size)) for name, p in probes.items()}
         seconds = interleaved_medians({n: s.step for n, s in steppers.items()}, device, steps, 1)
         for name, stepper in steppers.items():
-            if device.type == "cuda":
-                memory = cuda_step_peak_bytes(stepper.step, device)
-            else:
-                with saved_activation_bytes() as box:
-                    stepper.forward_backward()
-                stepper.optimizer.zero_grad(set_to_none=True)
-                memory = box[0]
+            memory, kind = stepper.step_memory()
             rows.append({
                 "model": name,
                 "family": probes[name].family,
@@ -57,7 +51,6 @@ def bench_scaling(
             if on_point is not None:
                 on_point(name)
         del steppers
-    kind = "cuda peak allocated above resident" if device.type == "cuda" else "bytes saved for backward (CPU)"
     slopes = {name: _slopes([r for r in rows if r["model"] == name]) for name in models}
     return {
         "config": {"models": models, "lengths": lengths, "batch": batch_size, "steps": steps},

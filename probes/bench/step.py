@@ -16,7 +16,7 @@ import torch
 from probes.errors import UserError
 
 from .probe import Stepper, build_probe, train_batch, train_flops
-from .timing import cuda_step_peak_bytes, interleaved_medians, peak_bf16_flops, saved_activation_bytes
+from .timing import interleaved_medians, peak_bf16_flops
 
 
 def bench_step(
@@ -58,15 +58,7 @@ def bench_step(
             "achieved_flops": flops / seconds[name],
             "mfu": None if peak is None else flops / seconds[name] / peak,
         }
-        if device.type == "cuda":
-            row["peak_step_memory_bytes"] = cuda_step_peak_bytes(stepper.step, device)
-            row["memory_kind"] = "cuda max_memory_allocated during one step, above resident"
-        else:
-            with saved_activation_bytes() as box:
-                stepper.forward_backward()
-            stepper.optimizer.zero_grad(set_to_none=True)
-            row["peak_step_memory_bytes"] = box[0]
-            row["memory_kind"] = "bytes saved for backward (CPU)"
+        row["peak_step_memory_bytes"], row["memory_kind"] = stepper.step_memory()
         rows.append(row)
     return {
         "config": {"models": models, "batch": batch_size, "len": length, "seq_len": seq_len, "steps": steps},

@@ -18,7 +18,7 @@ from rich.markup import escape
 from probes.errors import UserError
 from probes.train.grid import PlannedRun
 
-from .jobs import RunResult, check_launchable
+from .jobs import RunResult
 from .status import read_state, status_table
 
 LAUNCHERS = ("none", "local", "slurm")
@@ -85,11 +85,6 @@ def plan_launch(
     opts = slurm_options(given)
     check_submit(opts)
     return LaunchPlan("slurm", slurm=opts, wait=wait)
-
-
-def check_runs(runs: list[PlannedRun]) -> None:
-    """Run-level checks a launch needs (device option, duplicate names, existing dirs with another config)."""
-    check_launchable(runs)
 
 
 def launch_grid(plan: LaunchPlan, runs: list[PlannedRun], *, console: Console | None = None) -> list[RunResult] | None:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from probes.errors import UserError
 
-from .jobs import LAUNCH_DIR, WORKER_LOG, read_summary
+from .jobs import LAUNCH_DIR, WORKER_LOG, last_error_line, read_summary
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,9 @@ def read_state(run_dir: Path) -> RunState:
 
 def _last_log_line(run_dir: Path) -> str | None:
     try:
-        lines = [ln for ln in (run_dir / WORKER_LOG).read_text().splitlines() if ln.strip()]
+        return last_error_line((run_dir / WORKER_LOG).read_text())
     except OSError:
         return None
-    return lines[-1] if lines else None
 
 
 def collect(runs_dir: Path) -> list[RunState]:
