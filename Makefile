@@ -10,13 +10,13 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[vision,cluster,dev]'
+	$(PY) -m pip install -q -e '.[vision,cluster,trackers,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/probes demo --out figures/demo --runs runs/demo
+	$(PY) -m probes demo --out out/demo --runs runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15
@@ -28,4 +28,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check probes synthetic analysis cli tests
 
 clean:
-	rm -rf $(VENV) runs/demo .pytest_cache
+	rm -rf $(VENV) runs/demo out/demo .pytest_cache

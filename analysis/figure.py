@@ -18,11 +18,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from probes.errors import UserError
+from probes.families import model_sort_key
 from probes.io import atomic_path
 
 from .rundir import Run
 
 FORMATS = ("png", "pdf")
+ORDERS = ("suffix", "prefix")  # the paper's main layout first (§5.3), then App. C.4.1's prefix variant
 PANEL_WIDTH, PANEL_HEIGHT = 2.6, 2.1  # inches: three panels span a two-column paper's text width
 DPI = 200
 
@@ -49,6 +51,18 @@ def new_figure(n_panels: int, ncols: int, extra_width: float = 0.0) -> tuple[Fig
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
+
+
+def model_key(run: Run) -> tuple[int, str]:
+    """Figures list models Transformer, SSM, hybrid, then unknown families, by name within a kind
+    (:mod:`probes.families`): Pythia sits beside Pythia in every figure of a grid, never wherever the
+    alphabet puts it."""
+    return model_sort_key(run.family, run.model)
+
+
+def order_key(order: str) -> tuple[int, str]:
+    """suffix, prefix, then any other layout by name."""
+    return (ORDERS.index(order) if order in ORDERS else len(ORDERS), order)
 
 
 def run_title(run: Run) -> str:

@@ -25,7 +25,10 @@ from typing import Literal
 
 import numpy as np
 
-from .rundir import SSM_FAMILIES, TRANSFORMER_FAMILIES, Run
+from probes.families import has_ssm_layers, is_transformer
+
+from .rundir import Run
+from .stats import MedianCI, bootstrap_median_ci
 
 Bound = Literal["exact", "lower", "upper", "unknown"]
 Criterion = Literal["mean", "all"]
@@ -190,8 +193,12 @@ def learning_order(bands: Mapping[str, Value], interval: int, num_positions: int
 
 
 def paper_expectation(family: str, order: str) -> str:
-    """What "Shaking Up VLMs" (Fig. 7/12) reports for this family and layout, or why it says nothing."""
-    if family in TRANSFORMER_FAMILIES:
+    """What "Shaking Up VLMs" (§5.3, Fig. 7/12) reports for this family and layout, or why it says nothing.
+
+    The paper trained Pythia (``gpt_neox``) and Mamba-1 (``mamba``) only; other Transformers (a Llama, say)
+    get no expectation rather than Pythia's, so a "match" column never claims more than the paper shows.
+    """
+    if family == "gpt_neox":
         return "uniform"
     if family == "mamba" and order == "suffix":
         return "end → beginning → middle"
@@ -261,6 +268,7 @@ class GroupSummary:
     order: str  # verdict from the band medians
     agreement: int  # runs whose own verdict equals ``order``
     expected: str
+    steps_ci: MedianCI  # bootstrap interval of the median steps; inf = "not reached" (analysis/stats.py)
 
     @property
     def n_reached(self) -> int:
@@ -271,8 +279,19 @@ def group_key(run: Run) -> GroupKey:
     return GroupKey(run.task, run.length, run.order, run.model, run.family)
 
 
-def summarize_groups(metrics: Iterable[RunMetrics]) -> list[GroupSummary]:
-    """One :class:`GroupSummary` per (task, length, order, model), sorted."""
+def censored_as_inf(values: Iterable[Value]) -> list[float]:
+    """Exact values as they are, lower-censored ones (not reached) as ``inf``: the input of the bootstrap."""
+    return [v.value if v.exact else math.inf for v in values]
+
+
+def summarize_groups(
+    metrics: Iterable[RunMetrics], n_boot: int = 10000, level: float = 0.95, seed: int = 0
+) -> list[GroupSummary]:
+    """One :class:`GroupSummary` per (task, length, order, model), sorted.
+
+    ``steps_ci`` is the percentile-bootstrap interval (over the group's runs, ``n_boot`` resamples, fixed
+    ``seed``) of the median steps to threshold, with runs that did not reach it counted as never reaching.
+    """
     groups: dict[GroupKey, list[RunMetrics]] = {}
     for m in metrics:
         groups.setdefault(group_key(m.run), []).append(m)
@@ -293,6 +312,7 @@ def summarize_groups(metrics: Iterable[RunMetrics]) -> list[GroupSummary]:
                 order=verdict,
                 agreement=sum(m.order == verdict for m in ms),
                 expected=paper_expectation(key.family, key.order),
+                steps_ci=bootstrap_median_ci(censored_as_inf(m.steps for m in ms), n_boot, level, seed),
             )
         )
     return out
@@ -311,14 +331,17 @@ class FamilyRatio:
 
 
 def family_ratios(groups: Sequence[GroupSummary]) -> list[FamilyRatio]:
-    """Mamba/Pythia ratios: every (SSM-family model, gpt_neox model) pair sharing task, length and order."""
+    """Mamba/Pythia ratios: every (SSM or hybrid model, Transformer model) pair sharing task, length and order.
+
+    Which family is which comes from :mod:`probes.families`, so a Llama is a Transformer here too.
+    """
     out = []
     for s in groups:
-        if s.key.family not in SSM_FAMILIES:
+        if not has_ssm_layers(s.key.family):
             continue
         for t in groups:
             same = (t.key.task, t.key.length, t.key.order) == (s.key.task, s.key.length, s.key.order)
-            if same and t.key.family in TRANSFORMER_FAMILIES:
+            if same and is_transformer(t.key.family):
                 out.append(
                     FamilyRatio(
                         s.key.task, s.key.length, s.key.order, s, t, ratio(s.median_steps, t.median_steps)

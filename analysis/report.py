@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from .metrics import (
     summarize_groups,
 )
 from .rundir import Run
+from .stats import MedianCI
 
 FILES = ("report.md", "report.csv", "report_groups.csv", "report_ratios.csv")
 
@@ -44,6 +46,8 @@ class Report:
     threshold: float | None  # None: each run's own configured threshold
     band_threshold: float | None
     criterion: Criterion
+    ci_level: float = 0.95
+    n_boot: int = 10000
 
 
 def build_report(
@@ -51,7 +55,10 @@ def build_report(
     threshold: float | None = None,
     band_threshold: float | None = None,
     criterion: Criterion = "mean",
+    ci_level: float = 0.95,
+    n_boot: int = 10000,
 ) -> Report:
+    """Metrics per run, medians (with a ``ci_level`` bootstrap interval of ``n_boot`` resamples) per group."""
     metrics = [run_metrics(r, threshold, band_threshold, criterion) for r in runs]
     metrics.sort(
         key=lambda m: (
@@ -64,8 +71,10 @@ def build_report(
             m.run.name,
         )
     )
-    groups = summarize_groups(metrics)
-    return Report(metrics, groups, family_ratios(groups), threshold, band_threshold, criterion)
+    groups = summarize_groups(metrics, n_boot=n_boot, level=ci_level)
+    return Report(
+        metrics, groups, family_ratios(groups), threshold, band_threshold, criterion, ci_level, n_boot
+    )
 
 
 # --------------------------------------------------------------------------- rows (shared by every format)
@@ -122,6 +131,8 @@ def group_rows(report: Report) -> list[dict[str, Any]]:
             "reached": g.n_reached,
             "median_steps": _num(g.median_steps),
             "median_steps_bound": g.median_steps.bound,
+            "median_steps_ci_lo": _ci_num(g.steps_ci.lo),
+            "median_steps_ci_hi": _ci_num(g.steps_ci.hi),
             "median_samples": _num(g.median_samples),
             "median_samples_bound": g.median_samples.bound,
         }
@@ -150,6 +161,18 @@ def ratio_rows(report: Report) -> list[dict[str, Any]]:
         }
         for f in report.ratios
     ]
+
+
+def _ci_num(x: float) -> int | float | str:
+    """A CI bound for CSV: ``inf`` (parsed as infinity by csv readers and pandas) when it is "not reached"."""
+    if math.isinf(x):
+        return "inf"
+    return int(x) if float(x).is_integer() else round(x, 4)
+
+
+def _ci_text(ci: MedianCI) -> str:
+    """``[1860, 2490]``, ``[1860, not reached]``: the printed form of a bootstrap interval."""
+    return "[" + ", ".join("not reached" if math.isinf(x) else f"{_ci_num(x)}" for x in ci[1:]) + "]"
 
 
 def _num(v: Value) -> int | float | str:
@@ -187,6 +210,7 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
             g.key.order,
             f"{g.n_reached}/{len(g.runs)}",
             str(g.median_steps),
+            _ci_text(g.steps_ci),
             str(g.median_samples),
             *(str(g.band_medians[b]) for b in BANDS),
             g.order,
@@ -209,6 +233,7 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
         for f in report.ratios
     ]
     bands = [f"{b} step" for b in BANDS]
+    ci_header = f"{report.ci_level:.0%} CI"
     return [
         (
             "Runs",
@@ -236,6 +261,7 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
                 "order",
                 "reached",
                 "median steps",
+                ci_header,
                 "median samples",
                 *bands,
                 "learning order",
@@ -246,7 +272,7 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
             groups,
         ),
         (
-            "Mamba / Pythia ratio of median steps",
+            "SSM / Transformer (Mamba / Pythia) ratio of median steps",
             ["L", "order", "SSM model", "Transformer model", "SSM median", "Transformer median", "ratio"],
             ratios,
         ),
@@ -270,7 +296,10 @@ def _legend(report: Report) -> str:
         f"Threshold: {thr}. Learning order: first eval at which the {crit} reaches {bthr} threshold; bands are the "
         "first/middle/last third of target positions; bands within one eval interval are tied ('='), 'uniform' = "
         "all three within one interval. '>x': not reached / censored, the true value exceeds x; "
-        "'<x' smaller than x; '?' unknown."
+        "'<x' smaller than x; '?' unknown. "
+        f"{report.ci_level:.0%} CI: percentile bootstrap of the median steps over the group's runs "
+        f"({report.n_boot} resamples, seed 0), a run that did not reach counting as never reaching; "
+        "'not reached' as a bound means the data cannot bound the median there."
     )
 
 
@@ -281,7 +310,7 @@ _TERMINAL_DROP = (
     {"median samples", "runs agreeing"},
     set(),
 )
-_EMPTY_NOTE = "none: no SSM-family and gpt_neox runs share a task, length and order"
+_EMPTY_NOTE = "none: no SSM or hybrid runs share a task, length and order with Transformer runs"
 
 
 def rich_tables(report: Report) -> list[Table]:

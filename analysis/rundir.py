@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from probes.errors import UserError
+from probes.families import kind_of
 
 SCHEMA_VERSION = 1
 CONFIG, MANIFEST, ENV, METRICS, MATRIX, SUMMARY = (
@@ -30,8 +31,6 @@ CONFIG, MANIFEST, ENV, METRICS, MATRIX, SUMMARY = (
     "per_position.safetensors",
     "summary.json",
 )
-SSM_FAMILIES = frozenset({"mamba", "mamba2", "hybrid"})
-TRANSFORMER_FAMILIES = frozenset({"gpt_neox"})
 
 # Keys analysis relies on; extra keys are allowed (writers may add informational fields within v1).
 _CONFIG_KEYS = {
@@ -42,7 +41,11 @@ _CONFIG_KEYS = {
 _EVAL_KEYS = ("step", "samples_seen", "frac_steps", "heldout_acc", "per_position_acc")
 _TRAIN_KEYS = ("step", "samples_seen", "loss")
 _SUMMARY_KEYS = ("status", "reached", "threshold", "steps_to_threshold", "max_steps")
-_STATUSES = ("running", "finished", "interrupted", "failed")
+_STATUSES = ("running", "finished", "interrupted", "failed", "diverged")
+TIDY_COLUMNS = (
+    "run", "model", "family", "kind", "task", "length", "order", "lr", "init_strategy", "init_seed", "status",
+    "step", "samples_seen", "frac_steps", "position", "accuracy", "count",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,49 @@ class Run:
     @property
     def frac_steps(self) -> np.ndarray:
         return np.array([float(e["frac_steps"]) for e in self.evals], dtype=np.float64)
+
+    def grid_keys(self) -> dict[str, Any]:
+        """The fields that identify this run in a grid: what a tidy table repeats on every row."""
+        return {
+            "run": self.name,
+            "model": self.model,
+            "family": self.family,
+            "kind": kind_of(self.family) or "unknown",
+            "task": self.task,
+            "length": self.length,
+            "order": self.order,
+            "lr": self.lr,
+            "init_strategy": str(self.config["model"]["init_strategy"]),
+            "init_seed": self.init_seed,
+            "status": self.status,
+        }
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Tidy rows, one per evaluation x position bucket (positions 0-based, as in ``metrics.jsonl``):
+        the run keys, ``step``, ``samples_seen``, ``frac_steps``, ``position``, ``accuracy`` (NaN where the
+        bucket had no held-out sample), ``count`` (samples in the bucket; None when the matrix lacks counts)."""
+        keys = self.grid_keys()
+        rows = []
+        for e, rec in enumerate(self.evals):
+            base = {
+                **keys,
+                "step": int(self.steps[e]),
+                "samples_seen": int(rec["samples_seen"]),
+                "frac_steps": float(rec["frac_steps"]),
+            }
+            for k in range(self.num_positions):
+                count = int(self.counts[e, k]) if self.counts is not None else None
+                rows.append({**base, "position": k, "accuracy": float(self.accuracy[e, k]), "count": count})
+        return rows
+
+    def to_dataframe(self) -> Any:
+        """:meth:`to_records` as a ``pandas.DataFrame`` (pandas is imported here, only when asked for;
+        it comes with seaborn). Columns are present even for a run with no evaluation yet."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UserError("to_dataframe needs pandas (pip install pandas); to_records() does not") from None
+        return pd.DataFrame(self.to_records(), columns=TIDY_COLUMNS)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:

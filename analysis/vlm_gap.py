@@ -29,11 +29,10 @@ from typing import Any
 from rich.table import Table
 
 from probes.errors import UserError
+from probes.families import has_ssm_layers, is_transformer
 from probes.io import atomic_write_text
 
 TASK_GROUPS = ("grounding", "reading", "captioning", "vqa", "other")
-TRANSFORMER_FAMILIES = frozenset({"gpt_neox"})
-SSM_FAMILIES = frozenset({"mamba", "mamba2", "hybrid"})
 FILES = ("report.md", "report.csv", "gains.png", "gains.pdf")
 
 
@@ -215,7 +214,7 @@ def _model_order(m: ModelKey) -> tuple[Any, ...]:
         m.setting[1],
         m.resolution or 0,
         m.task_aware,
-        m.family not in TRANSFORMER_FAMILIES,
+        not is_transformer(m.family),
         m.backbone,
     )
 
@@ -228,8 +227,8 @@ def _pairs(
         by_setting[m.setting].append(m)
     pairs: list[tuple[ModelKey, ModelKey]] = []
     for group in by_setting.values():
-        pythias = [m for m in group if m.family in TRANSFORMER_FAMILIES]
-        mambas = [m for m in group if m.family in SSM_FAMILIES]
+        pythias = [m for m in group if is_transformer(m.family)]
+        mambas = [m for m in group if has_ssm_layers(m.family)]
         if explicit:
             for p_name, m_name in explicit:
                 p = [m for m in pythias if m.backbone == p_name]
@@ -501,6 +500,8 @@ def plot_gains(report: GapReport, out_stem: Path) -> list[Path]:
         fig, (ax,) = new_figure(1, 1)
         fig.set_size_inches(max(4.0, 0.6 * len(order) + 1.5), 3.2)
         sns.barplot(data=data, x="benchmark", y="gain", hue="model", order=order, ax=ax)
+        for bars in ax.containers:  # value labels on every bar
+            ax.bar_label(bars, fmt="%+.1f", fontsize="x-small", padding=2)
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xlabel("")
         ax.set_ylabel("task-aware gain (%)")

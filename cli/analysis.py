@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from probes.analysis.rundir import Run, load_runs
+from probes.analysis.select import FIELDS, parse_selectors, select_runs
 
 from probes.errors import UserError
 
@@ -22,12 +23,23 @@ RunsArg = Annotated[
     list[Path],
     typer.Argument(help="Run directories, or directories holding many (a grid); searched recursively."),
 ]
+SelectOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        help="Only runs with KEY=VALUE (repeatable; VALUE may be a comma list). Keys: "
+        + ", ".join(FIELDS)
+        + ".",
+        metavar="KEY=VALUE",
+    ),
+]
 
 
-def _load(paths: list[Path]) -> list[Run]:
-    """All runs, validated; no progress bar (loading takes well under a second per hundred runs, and an
-    error must stay the only line on stderr)."""
-    return load_runs(paths)
+def _load(paths: list[Path], select: list[str] | None = None) -> list[Run]:
+    """All runs, validated, then filtered by ``--select``; no progress bar (loading takes well under a
+    second per hundred runs, and an error must stay the only line on stderr)."""
+    selection = parse_selectors(select or [])  # a bad selector fails before any file is read
+    return select_runs(load_runs(paths), selection)
 
 
 def _threshold(value: float | None, flag: str) -> float | None:
@@ -42,17 +54,24 @@ def heatmap(
     out: Annotated[Path, typer.Option("--out", help="Output .png; the .pdf is written beside it.")] = Path(
         "figures/heatmap.png"
     ),
-    cols: Annotated[int, typer.Option("--cols", min=1, help="Panels per row.")] = 3,
+    select: SelectOpt = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Threshold that picks a cell's best lr (default: the runs' own).")
+    ] = None,
 ) -> None:
-    """Per-position accuracy heatmaps (paper Fig. 7/12): one panel per run, position 1 at the bottom.
+    """Per-position accuracy heatmaps (paper Fig. 7/12): rows = models, columns = orders, x = 0–100 % of steps.
 
-    Example: probes heatmap runs/grid-L200 --out figures/heatmap.png
+    A cell shows the per-position median over its init seeds, at its best lr (fewest median steps).
+
+    Grey: a position with no held-out sample. Blank: after the run stopped.
+
+    Example: probes heatmap runs/L200 --select lr=1e-4 --out figures/heat.png
     """
     from probes.analysis.figure import output_paths, save_figure
     from probes.analysis.heatmap import plot_heatmaps
 
     output_paths(out)  # reject a bad --out before any work
-    fig, _ = plot_heatmaps(_load(runs), ncols=cols)
+    fig, _ = plot_heatmaps(_load(runs, select), threshold=_threshold(threshold, "--threshold"))
     for path in save_figure(fig, out):
         console.print(f"wrote {path}")
 
@@ -66,16 +85,22 @@ def curves(
     threshold: Annotated[
         float | None, typer.Option(help="Threshold line (default: the runs' configured threshold).")
     ] = None,
+    select: SelectOpt = None,
+    best_lr: Annotated[
+        bool, typer.Option("--best-lr", help="Per model and panel, only the lr with the fewest median steps.")
+    ] = False,
 ) -> None:
     """Held-out accuracy vs % of training steps (paper Fig. 6/11): colour = model, style = lr, one panel per length.
 
-    Example: probes curves runs/grid-L200 runs/grid-L500 --out figures/curves.png
+    Each model x lr is the median over its init seeds with a min–max band.
+
+    Example: probes curves runs/L200 --select order=suffix --best-lr
     """
     from probes.analysis.curves import plot_curves
     from probes.analysis.figure import output_paths, save_figure
 
     output_paths(out)
-    fig, _ = plot_curves(_load(runs), threshold=_threshold(threshold, "--threshold"))
+    fig, _ = plot_curves(_load(runs, select), threshold=_threshold(threshold, "--threshold"), best_lr=best_lr)
     for path in save_figure(fig, out):
         console.print(f"wrote {path}")
 
@@ -96,8 +121,15 @@ def report(
         str,
         typer.Option(help="mean: band mean accuracy ≥ threshold (default); all: every position in the band."),
     ] = "mean",
+    select: SelectOpt = None,
+    ci_level: Annotated[
+        float, typer.Option(help="Level of the bootstrap interval of median steps to threshold.")
+    ] = 0.95,
+    n_boot: Annotated[
+        int, typer.Option(min=100, help="Bootstrap resamples (seeded: same runs, same CI).")
+    ] = 10000,
 ) -> None:
-    """Steps/samples to threshold, medians per model/length/order, Mamba/Pythia ratio and learning order.
+    """Steps/samples to threshold, medians with bootstrap CIs, SSM/Transformer ratio and learning order.
 
     Writes report.md, report.csv (per run), report_groups.csv and report_ratios.csv into --out.
 
@@ -109,11 +141,15 @@ def report(
         raise UserError(f"--band-criterion must be mean or all (got {band_criterion!r})")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
+    if not 0 < ci_level < 1:
+        raise UserError(f"--ci-level must be in (0, 1) (got {ci_level})")
     rep = build_report(
-        _load(runs),
+        _load(runs, select),
         threshold=_threshold(threshold, "--threshold"),
         band_threshold=_threshold(band_threshold, "--band-threshold"),
         criterion=band_criterion,  # type: ignore[arg-type]
+        ci_level=ci_level,
+        n_boot=n_boot,
     )
     stdout = stdout_console()
     for table in rich_tables(rep):

@@ -9,6 +9,13 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
+
+try:  # newer typer vendors click (typer._click); older typer uses click itself
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - depends on the typer version
+    from click.exceptions import ClickException, UsageError
+from typer import Abort
 
 from probes.errors import UserError
 
@@ -21,26 +28,71 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("probes")
+        except PackageNotFoundError:  # running from a source tree without an install
+            from probes import __version__ as v
+        print(f"probes {v}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit."),
+) -> None:
     """Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs."""
 
 
 def _register() -> None:
     """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
-    from . import analysis, bench, data, demo, status, synth, vlm, vlm_eval, vlm_study  # noqa: F401
+    from . import (  # noqa: F401
+        analysis,
+        arch_study,  # noqa: F401
+        bench,
+        data,
+        demo,
+        status,
+        synth,
+        vlm,
+        vlm_eval,
+        vlm_study,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
+    except UsageError as exc:  # a bad flag or value: one line (plus where help is), not click's framed box
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `probes` or `probes vlm` alone: show the help
+            print(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            raise SystemExit(0) from None
+        command = exc.ctx.command_path if exc.ctx is not None else "probes"
+        print(f"error: {exc.format_message()} (see: {command} --help)", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except Abort:
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except UserError as exc:  # TaskConfigError is a UserError
         print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValidationError as exc:  # a pydantic config built straight from options
+        from probes.train.config import validation_message
+
+        print(f"error: invalid option {validation_message(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)  # like click's standalone mode: always exit
 
 
 if __name__ == "__main__":  # python -m probes.cli.app: use the canonical module, not this __main__ copy

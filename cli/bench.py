@@ -94,27 +94,43 @@ def data(
 @bench_app.command("step")
 def step(
     models: str = typer.Option("pythia-tiny,mamba-tiny,hybrid-tiny", "--models", help="comma-separated backbones"),
-    batch: int = typer.Option(64, "--batch"),
+    batch: int = typer.Option(64, "--batch-size", "--batch"),
     length: int = typer.Option(200, "--len"),
-    steps: int = typer.Option(10, "--steps", help="timed steps per model (interleaved), after 1 warm-up each"),
+    steps: int = typer.Option(10, "--steps", help="timed steps per model, after 1 warm-up each"),
     device: str = DEVICE_OPT,
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the backbone (compile time not timed)"),
+    paper_targets: bool = typer.Option(
+        False, "--paper-targets",
+        help="time pythia-small, mamba-small, pythia-1.4b-shape, mamba-1.4b-shape (GPU) and print issue 12's targets"),
+    one_at_a_time: bool | None = typer.Option(
+        None, "--one-at-a-time/--interleaved",
+        help="time models one after another (default on CUDA) or interleaved A B A B (default on CPU)"),
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """ms/step and tokens/s of fwd+bwd+AdamW on the grounding probe (target-only logits), ratio to the first model.
 
     Example: probes bench step --models pythia-tiny,mamba-tiny --batch 64 --len 200 --steps 10
     """
-    from probes.bench.step import bench_step
+    from probes.bench.step import TARGET_MODELS, bench_step
 
-    names = _csv(models)
+    names = list(TARGET_MODELS) if paper_targets else _csv(models)
     dev = _device(device)
     with progress_bar() as bar:
         task = bar.add_task("stepping", total=steps * len(names))
-        result = bench_step(names, batch, length, steps, dev, on_sample=lambda _: bar.advance(task))
+        result = bench_step(names, batch, length, steps, dev, on_sample=lambda _: bar.advance(task),
+                            compile=compile_, one_at_a_time=one_at_a_time)
     cols = ["model", "mamba_path", "n_params", "ms_per_step", "tokens_per_s", "ratio_to_first", "peak_step_memory_bytes"]
     if dev.type == "cuda":
         cols.insert(6, "mfu")
+        cols.append("peak_total_bytes")
     _emit("step", result, cols, json_path, dev, caption=result["rows"][0]["memory_kind"])
+    if result["targets"]:
+        table = Table(title="issue 12 targets (B=64, L=200, bf16, one 80 GB GPU)")
+        for col in ("target", "measured", "limit", "met"):
+            table.add_column(col)
+        for row in result["targets"]:
+            table.add_row(*(_fmt(row[c]) for c in ("target", "measured", "limit", "met")))
+        stdout_console().print(table)
 
 
 @bench_app.command("eval")
@@ -123,7 +139,7 @@ def eval_(
     vocab: int = typer.Option(50304, "--vocab", help="base vocabulary rows the preset is grown to (Pythia: 50304)"),
     length: int = typer.Option(200, "--len"),
     n: int = typer.Option(2048, "--n", help="held-out samples"),
-    batch: int = typer.Option(16, "--batch", help="eval batch (the full-logits tensor is batch·(len+2)·vocab)"),
+    batch: int = typer.Option(16, "--batch-size", "--batch", help="eval batch (the full-logits tensor is batch·(len+2)·vocab)"),
     device: str = DEVICE_OPT,
     json_path: Path | None = JSON_OPT,
 ) -> None:
@@ -146,7 +162,7 @@ def eval_(
 def scaling(
     lengths: str = typer.Option("64,128,256,512,1024,2048", "--lengths"),
     models: str = typer.Option("pythia-tiny,mamba-tiny", "--models"),
-    batch: int = typer.Option(4, "--batch"),
+    batch: int = typer.Option(4, "--batch-size", "--batch"),
     steps: int = typer.Option(2, "--steps", help="timed steps per point (interleaved), after 1 warm-up"),
     out: Path = typer.Option(Path("figures/bench_scaling.png"), "--out", help="figure path (PNG and PDF written)"),
     device: str = DEVICE_OPT,
@@ -156,9 +172,10 @@ def scaling(
 
     Example: probes bench scaling --lengths 64,128,256,512,1024,2048 --models pythia-tiny,mamba-tiny --out figures/bench_scaling.png
     """
+    from probes.analysis.bench_figure import plot_scaling
     from probes.analysis.figure import output_paths
 
-    from probes.bench.scaling import bench_scaling, plot_scaling
+    from probes.bench.scaling import bench_scaling
 
     output_paths(out)  # validate before the work
     names, lens = _csv(models), _csv(lengths, int)
@@ -177,13 +194,15 @@ def scaling(
 def mamba_path(
     model: str = typer.Option("mamba-tiny", "--model"),
     length: int = typer.Option(200, "--len"),
-    batch: int = typer.Option(64, "--batch"),
+    batch: int = typer.Option(64, "--batch-size", "--batch"),
     steps: int = typer.Option(3, "--steps"),
     skip_slow: bool = typer.Option(False, "--skip-slow", help="do not time transformers' sequential loop"),
+    paths: str = typer.Option("", "--paths", help="comma-separated subset of paths to time (default: all)"),
     device: str = DEVICE_OPT,
     json_path: Path | None = JSON_OPT,
 ) -> None:
-    """Which Mamba implementation runs here, and each available one's ms/step on the grounding probe.
+    """Every Mamba scan path present here (mamba-ssm, probes-triton, probes-fast-scan, mambapy, sequential) side
+    by side: ms/step and peak memory on the grounding probe; absent paths are listed with the reason.
 
     Example: probes bench mamba-path --len 200 --batch 64 --skip-slow
     """
@@ -193,19 +212,21 @@ def mamba_path(
         raise UserError("--len must be >= 2, --batch and --steps >= 1")
     dev = _device(device)
     with console.status("timing Mamba paths"):
-        result = bench_mamba_path(model, length, batch, steps, skip_slow, dev)
-    _emit("mamba-path", result, ["path", "available", "ms_per_step", "steps_timed", "ratio_to_default", "note"],
+        result = bench_mamba_path(model, length, batch, steps, skip_slow, dev, _csv(paths) or None)
+    _emit("mamba-path", result, ["path", "available", "default", "ms_per_step", "steps_timed", "ratio_to_default",
+                                 "peak_step_memory_bytes", "note"],
           json_path, dev, caption=f"default path {result['default_path']}; mamba-ssm installed: "
-                                  f"{result['mamba_ssm_installed']}; cuda: {result['cuda']}")
+                                  f"{result['mamba_ssm_installed']}; mambapy installed: "
+                                  f"{result['mambapy_installed']}; cuda: {result['cuda']}")
 
 
 @bench_app.command("pruning")
 def pruning(
     k: str = typer.Option("576,288,144,64", "--k", help="visual tokens kept (576 = unpruned 24x24 grid)"),
-    backbone: str = typer.Option("pythia-tiny", "--backbone"),
+    backbone: str = typer.Option("pythia-tiny", "--model", "--backbone"),
     grid: int = typer.Option(24, "--grid"),
     text_tokens: int = typer.Option(32, "--text-tokens"),
-    batch: int = typer.Option(1, "--batch"),
+    batch: int = typer.Option(1, "--batch-size", "--batch"),
     repeats: int = typer.Option(3, "--repeats"),
     device: str = DEVICE_OPT,
     json_path: Path | None = JSON_OPT,

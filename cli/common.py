@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -12,9 +14,9 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 from probes.errors import UserError
 
@@ -29,17 +31,40 @@ def stdout_console() -> Console:
 
 
 def progress_bar(*extra_fields: str) -> Progress:
-    """A rich progress bar with ETA; ``extra_fields`` are task fields shown live (e.g. 'acc')."""
+    """A rich progress bar with ETA that reads well at 80 columns.
+
+    The description column takes the width left over and is cut with an ellipsis when the terminal is
+    narrow; the live metric (the ``metrics`` task field, e.g. "acc 0.953 loss 0.124") and ``extra_fields``
+    are never wrapped or cut, so numbers stay whole."""
     columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        TextColumn("[bold]{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+        BarColumn(bar_width=10),
         MofNCompleteColumn(),
-        TimeElapsedColumn(),
         TextColumn("eta"),
-        TimeRemainingColumn(),
+        TimeRemainingColumn(compact=True),
+        TextColumn("{task.fields[metrics]}", table_column=Column(no_wrap=True)),
     ]
-    columns += [TextColumn(f"{{task.fields[{f}]}}") for f in extra_fields]
-    return Progress(*columns, console=console, transient=False)
+    columns += [TextColumn(f"{{task.fields[{f}]}}", table_column=Column(no_wrap=True)) for f in extra_fields]
+    return _Progress(*columns, console=console, transient=False, expand=True)
+
+
+class _Progress(Progress):
+    """Tasks get an empty ``metrics`` field unless given one, so every caller can use the same columns."""
+
+    def add_task(self, description: str, *args: Any, **fields: Any) -> Any:  # type: ignore[override]
+        fields.setdefault("metrics", "")
+        return super().add_task(description, *args, **fields)
+
+
+def run_label(i: int, n: int, config: Any) -> str:
+    """Short progress label of a probe run: ``[3/108] mamba-tiny L200 pre 5e-05 s2`` (the run directory name
+    is longer; it is printed when the run ends)."""
+    params = config.task.params
+    model = config.model.name.rstrip("/").split("/")[-1]
+    order = str(params.get("order", ""))[:3]
+    length = params.get("length")
+    where = f" L{length}" if length is not None else ""
+    return f"[{i}/{n}] {model}{where} {order} {config.train.lr:g} s{config.model.init_seed}".replace("  ", " ")
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -54,3 +79,29 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip().replace("-", "_")] = value
     return out
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: the trainers checkpoint and exit 130."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwrite: bool) -> None:
+    """Fail with one line before any progress output: unknown models, run dirs that exist without a flag."""
+    from probes.models.registry import load_config
+
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    for name in models:
+        load_config(name)
+    from probes.train.layout import has_content
+    from probes.train.lock import check_unlocked
+
+    for run_dir in run_dirs:
+        check_unlocked(run_dir)  # a live writer owns it (issue 14): one line naming the holder
+        if has_content(run_dir) and not (resume or overwrite):  # the writer lock file alone is no run
+            raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")

@@ -10,10 +10,12 @@ from probes.synthetic.export import export_jsonl, manifest_path
 from probes.synthetic.registry import build_task, task_names
 
 from probes.errors import UserError
-from probes.io import ensure_writable_dir
+from probes.io import check_writable_file
 
 from .app import app
 from .common import console, parse_params, progress_bar
+
+MAX_INDEX = 2**63 - 1
 
 
 @app.command("data")
@@ -41,10 +43,10 @@ def data(
         raise UserError(f"--n must be >= 0 (got {n})")
     if start < 0:
         raise UserError(f"--start must be >= 0 (got {start})")
+    if start + n > MAX_INDEX:
+        raise UserError(f"--start + --n must be at most {MAX_INDEX} (sample indices are 64-bit); got {start + n}")
     if split not in ("train", "heldout"):
         raise UserError(f"unknown split {split!r}; choose train or heldout")
-    if out.exists() and out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file name")
     params = {"length": length, "order": order, "seed": seed, **parse_params(param)}
     params["context_offset"] = base_vocab
     if task == "grounding":
@@ -52,7 +54,8 @@ def data(
     elif pool is not None:
         params["pool"] = pool
     t = build_task(task, params)
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))  # fail before any progress output
+    for path in (out, manifest_path(out)):  # fail before any progress output: devices, links, /proc …
+        check_writable_file(path)
     with progress_bar() as bar:
         job = bar.add_task(f"{task} {split}", total=n)
         export_jsonl(t, split, n, out, start=start, progress=lambda k: bar.advance(job, k))  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ is implied and ``--overwrite`` refused with them; the logic lives in :mod:`probe
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,53 +15,95 @@ import typer
 
 from probes.errors import UserError
 from probes.models.resize import STRATEGIES
-from probes.train.config import PAPER_INIT_SEEDS, PAPER_LRS, TaskSpec, TrainConfig
-from probes.train.grid import plan
+from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 
 from .app import app
-from .common import console, parse_params, progress_bar
+from .common import (
+    console,
+    parse_params,
+    progress_bar,
+    run_label,
+    sigterm_as_interrupt,
+    stdout_console,
+    validate_runs,
+)
+
+# typer parameter name -> SweepSpec key (the config file uses the same keys as the flags)
+_SWEEP_KEYS = {
+    "length": "len", "order": "order", "task": "task", "models": "models", "grid": "grid", "lr": "lr",
+    "init": "init", "init_seed": "init_seed", "max_steps": "max_steps", "batch_size": "batch_size",
+    "eval_every": "eval_every", "eval_samples": "eval_samples", "n_train": "n_train", "threshold": "threshold",
+    "pool": "pool", "seed": "seed", "device": "device", "out": "out", "weight_decay": "weight_decay",
+    "warmup_steps": "warmup_steps", "report_to": "report_to",
+}
 
 
-def _sigterm_as_interrupt() -> None:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"expected comma-separated numbers, got {text!r}") from None
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Was option ``name`` typed on the command line (rather than left at its default)?"""
+    source = ctx.get_parameter_source(name)  # typer may bring its own click: compare the enum by name
+    return getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
 
 
-def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwrite: bool) -> None:
-    """Fail with one line before any progress output: unknown models, run dirs that exist without a flag."""
-    from probes.models.registry import load_config
+def sweep_from_options(ctx: typer.Context, config: Path | None, options: dict[str, Any]) -> SweepSpec:
+    """The sweep a command line asks for: the config file's values, then every flag given explicitly; defaults
+    apply only where neither says anything (so a file's value is never undone by a flag's default)."""
+    file_values = load_sweep_file(config) if config is not None else {}
+    flags: dict[str, Any] = {}
+    for name, key in _SWEEP_KEYS.items():
+        # lr / init seed: only when typed, so that --grid (or the file) decides otherwise
+        if _given(ctx, name) or (config is None and name not in ("lr", "init_seed")):
+            value = options[name]
+            flags[key] = str(value) if isinstance(value, Path) else value
+    if config is None or _given(ctx, "no_early_stop"):
+        flags["early_stop"] = not options["no_early_stop"]
+    if options["param"]:
+        flags["param"] = {**file_values.get("param", {}), **parse_params(options["param"])}
+    spec = build_sweep(file_values, flags)
+    if spec.init not in STRATEGIES:
+        raise UserError(f"unknown init strategy {spec.init!r}; choose one of {', '.join(STRATEGIES)}")
+    return spec
 
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite exclude each other")
-    for name in models:
-        load_config(name)
-    for run_dir in run_dirs:
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not (resume or overwrite):
-            raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")
+
+def print_plan(runs: list[Any]) -> None:
+    """``--dry-run``: the runs a command would launch, whether each is new, resumable or finished, and the
+    training settings they share (everything but lr and init seed, which the run names carry)."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from probes.launch.status import read_state
+
+    table = Table(title=f"{len(runs)} planned run(s)", title_justify="left")
+    for col in ("#", "run", "state"):
+        table.add_column(col, no_wrap=col != "run")
+    for i, p in enumerate(runs, 1):
+        state = read_state(p.run_dir).status if p.run_dir.exists() else "new"
+        table.add_row(str(i), str(p.run_dir), state)
+    out = stdout_console()
+    out.print(table)
+    if runs:
+        shared = {k: v for k, v in asdict(runs[0].config.train).items() if k != "lr"}
+        out.print("each run: " + " ".join(f"{k}={v}" for k, v in shared.items()), soft_wrap=True)
 
 
 @app.command("synth")
 def synth(
-    length: Annotated[int, typer.Option("--len", help="Context length L.")] = 200,
-    order: Annotated[str, typer.Option(help="suffix (query last) or prefix (query first).")] = "suffix",
-    task: Annotated[str, typer.Option(help="Probe task.")] = "grounding",
-    model: Annotated[str, typer.Option(help="Backbone: preset, local dir or HF id.")] = "pythia-tiny",
-    models: Annotated[str | None, typer.Option(help="Comma-separated backbones (overrides --model).")] = None,
-    grid: Annotated[bool, typer.Option("--grid", help="Run lrs {1e-5,5e-5,1e-4} x init seeds {0,1,2}.")] = False,
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="YAML file of options (keys = flag names, e.g. len: [50, 200]); flags given override it.",
+        rich_help_panel="Sweep")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned runs and exit; write nothing.",
+                                          rich_help_panel="Sweep")] = False,
+    length: Annotated[str, typer.Option("--len", help="Context length(s) L, comma-separated.")] = "200",
+    order: Annotated[str, typer.Option(help="Layout(s), comma-separated: suffix (query last), prefix (query first).")] = "suffix",
+    task: Annotated[str, typer.Option(help="Probe task: grounding, mqar, copying, induction.")] = "grounding",
+    models: Annotated[str, typer.Option("--models", "--model", help="Backbone(s), comma-separated: preset, local dir or HF id.")] = "pythia-tiny",
+    grid: Annotated[bool, typer.Option("--grid", help="The paper's lrs {1e-5,5e-5,1e-4} x init seeds {0,1,2} (unless --lr / --init-seed).")] = False,
     lr: Annotated[str, typer.Option(help="Learning rate(s), comma-separated.")] = "1e-4",
     init: Annotated[str, typer.Option(help=f"New-row init: {', '.join(STRATEGIES)}.")] = "mean",
     init_seed: Annotated[str, typer.Option(help="Init seed(s), comma-separated.")] = "0",
     max_steps: Annotated[int, typer.Option(help="Step budget (paper: 78000).")] = 78_000,
-    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 64,
     eval_every: Annotated[int | None, typer.Option(help="Eval interval in steps (default 1% of budget).")] = None,
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 100_000,
     n_train: Annotated[int, typer.Option(help="Training set size.")] = 1_000_000,
@@ -70,9 +111,14 @@ def synth(
     no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Train the full budget.")] = False,
     pool: Annotated[int | None, typer.Option(help="Context pool size (default 2·L).")] = None,
     seed: Annotated[int, typer.Option(help="Data seed (same data and order for every model).")] = 0,
-    param: Annotated[list[str] | None, typer.Option(help="Extra task parameter key=value.")] = None,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
+    warmup_steps: Annotated[int, typer.Option(help="Linear lr warm-up steps.")] = 0,
+    param: Annotated[list[str] | None, typer.Option(help="Extra task parameter key=value (repeatable).")] = None,
+    report_to: Annotated[str, typer.Option(
+        help="Trackers mirroring metrics.jsonl, comma-separated: tensorboard, wandb (offline unless "
+             "WANDB_MODE/WANDB_API_KEY), csv; files in RUN/tracking/. Launchers log each run when it ends.")] = "none",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
-    out: Annotated[Path, typer.Option(help="Directory holding the run directories.")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Folder holding the run directories.")] = Path("runs"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).")] = False,
     launcher: Annotated[str, typer.Option(
@@ -102,69 +148,97 @@ def synth(
 ) -> None:
     """Train on the synthetic grounding task (or another probe task), recording per-position accuracy.
 
-    Grids run in this process by default; --launcher local spreads them over GPUs (one run per GPU at a time)
-    and --launcher slurm submits them as a job array; re-running the same command skips finished runs and
-    resumes interrupted ones; follow a grid with `probes status OUT`.
+    One command plans a whole grid: lengths x orders x models x lrs x init seeds (--grid: the paper's 9 runs
+    per model, length and order). Runs train one after another in this process by default; --launcher local
+    spreads them over GPUs and --launcher slurm submits a job array; re-running the same command skips
+    finished runs and resumes interrupted ones; follow a grid with `probes status OUT`. --config FILE.yaml sets
+    any option (keys = flag names); flags given on the command line override the file.
 
-    Example: probes synth --len 200 --order suffix --models pythia-tiny,mamba-tiny --grid --out runs/L200 --launcher local --gpus 0,1,2,3
+    Example: probes synth --len 50,100,200 --order suffix,prefix --models pythia-tiny,mamba-tiny --grid --out runs/paper --dry-run
     """
-    from probes.train.loop import run  # heavy imports only when training
-
-    names = [m.strip() for m in (models or model).split(",") if m.strip()]
-    if not names:
-        raise UserError("no model given")
-    lrs = list(PAPER_LRS) if grid else _floats(lr)
-    seeds = list(PAPER_INIT_SEEDS) if grid else [int(x) for x in _floats(init_seed)]
-    if init not in STRATEGIES:
-        raise UserError(f"unknown init strategy {init!r}; choose one of {', '.join(STRATEGIES)}")
-    task_params: dict[str, Any] = {"length": length, "order": order, "seed": seed, **parse_params(param)}
-    if pool is not None:
-        task_params["pool"] = pool
-    train = TrainConfig(
-        batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, eval_samples=eval_samples,
-        n_train=n_train, threshold=threshold, early_stop=not no_early_stop, seed=seed, device=device,
-    )
+    options = {
+        "length": length, "order": order, "task": task, "models": models, "grid": grid, "lr": lr, "init": init,
+        "init_seed": init_seed, "max_steps": max_steps, "batch_size": batch_size, "eval_every": eval_every,
+        "eval_samples": eval_samples, "n_train": n_train, "threshold": threshold, "no_early_stop": no_early_stop,
+        "pool": pool, "seed": seed, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "param": param,
+        "device": device, "out": out, "report_to": report_to,
+    }
+    spec = sweep_from_options(ctx, config, options)
     from probes.synthetic.registry import build_task
+
+    for length_value in spec.len:  # validate task parameters before any model is built
+        for order_value in spec.order:
+            ts = spec.task_spec(length_value, order_value)
+            build_task(ts.name, ts.params)
+    runs = spec.plan()
+    if dry_run:
+        print_plan(runs)
+        return
 
     from probes.launch.dispatch import launch_grid, plan_launch
     from probes.launch.jobs import check_launchable
 
-    build_task(task, task_params)  # validate task parameters before any model is built
     slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
              "cpus_per_task": cpus_per_task, "mem": mem, "array_parallelism": array_parallelism,
              "job_name": job_name, "executor": slurm_executor}
     launch = plan_launch(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, resume=resume,
                          overwrite=overwrite)
-    runs = plan(names, TaskSpec(task, task_params), train, lrs, seeds, init, out)
     if launch is not None:
-        validate_runs(names, [], resume=False, overwrite=False)  # model names only: existing dirs are resumed
+        validate_runs(spec.models, [], resume=False, overwrite=False)  # model names only: existing dirs resume
         check_launchable(runs)  # before any progress output; the launchers check again as library calls
-        _sigterm_as_interrupt()
-        results = launch_grid(launch, runs, console=console)
-        if results is not None and any(r.status == "failed" for r in results):
+        sigterm_as_interrupt()
+        results = launch_grid(launch, runs, console=console, progress=progress_bar,
+                              on_done=(lambda r: _mirror(r.run_dir, spec.report_to)) if spec.report_to else None)
+        if results is not None and any(r.status in ("failed", "diverged") for r in results):
             raise typer.Exit(1)
         return
-    validate_runs(names, [p.run_dir for p in runs], resume, overwrite)
-    _sigterm_as_interrupt()
+    validate_runs(spec.models, [p.run_dir for p in runs], resume, overwrite)
+    if resume:  # --resume that matches no existing run says so (issue 14)
+        from probes.train.layout import check_resume_matches
+
+        check_resume_matches([(p.run_dir, p.config.to_dict()) for p in runs])
+    sigterm_as_interrupt()
+    train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to)
+
+
+def _mirror(run_dir: Path, report_to: list[str]) -> None:
+    """Log a run directory's whole record into the trackers (runs a launcher trained in other processes)."""
+    from probes.train.trackers import RunMirror
+
+    mirror = RunMirror(Path(run_dir), report_to)
+    mirror.finish()
+
+
+def train_runs(runs: list[Any], *, resume: bool, overwrite: bool,
+               report_to: list[str] | None = None) -> list[tuple[Any, dict[str, Any]]]:
+    """Train planned runs one after another in this process, one progress row each; print each outcome.
+    Trackers (``report_to``) mirror each run's metrics.jsonl live, at every train-log and eval step."""
+    from probes.train.loop import run  # heavy imports only when training
+    from probes.train.trackers import RunMirror
+
     results = []
-    with progress_bar("rate", "acc") as bar:
+    with progress_bar() as bar:
         for i, planned in enumerate(runs, 1):
-            job = bar.add_task(f"[{i}/{len(runs)}] {planned.config.run_name}", total=max_steps, rate="", acc="")
-            state = {"t0": None, "s0": 0}
+            cfg = planned.config
+            job = bar.add_task(run_label(i, len(runs), cfg), total=cfg.train.max_steps, metrics="")
+            mirror = RunMirror(planned.run_dir, report_to or [])
+            every = min(cfg.train.train_log_every, cfg.train.eval_interval)
 
-            def on_step(step: int, info: dict[str, Any], job: int = job, state: dict = state) -> None:
-                import time
+            def on_step(step: int, info: dict[str, Any], job: int = job, mirror: RunMirror = mirror,
+                        every: int = every) -> None:
+                acc = "" if info["acc"] is None else f"acc {info['acc']:.3f} "
+                bar.update(job, completed=step, metrics=f"{acc}loss {info['loss']:.3f}")
+                if step % every == 0:
+                    mirror.sync()
 
-                now = time.perf_counter()
-                if state["t0"] is None:
-                    state["t0"], state["s0"] = now, step
-                rate = (step - state["s0"]) * batch_size / max(now - state["t0"], 1e-9)
-                acc = "" if info["acc"] is None else f"held-out acc {info['acc']:.3f}"
-                bar.update(job, completed=step, rate=f"{rate:,.0f} samples/s", acc=acc)
-
-            summary = run(planned.config, planned.run_dir, resume=resume, overwrite=overwrite, on_step=on_step)
+            try:
+                summary = run(cfg, planned.run_dir, resume=resume, overwrite=overwrite, on_step=on_step)
+            finally:
+                mirror.finish()
             bar.update(job, completed=summary["steps_done"], total=summary["steps_done"])
             results.append((planned, summary))
     for planned, s in results:
         reached = f"reached {s['threshold']:.2f} at step {s['steps_to_threshold']}" if s["reached"] else "not reached"
-        console.print(f"{planned.run_dir}: {reached}; final held-out acc {s['final_acc']:.3f}; mamba path {s['mamba_path']}")
+        final = "n/a" if s.get("final_acc") is None else f"{s['final_acc']:.3f}"
+        console.print(f"{planned.run_dir}: {reached}; final held-out acc {final}; mamba path {s.get('mamba_path')}")
+    return results

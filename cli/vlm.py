@@ -6,10 +6,29 @@ from pathlib import Path
 
 import typer
 
+from probes.errors import UserError
+
 from .app import app
+from .common import progress_bar
 
 vlm_app = typer.Typer(help="Pythia-VL / Mamba-VL: train, evaluate, grounding-gap report.", no_args_is_help=True)
 app.add_typer(vlm_app, name="vlm")
+
+
+def _int_range(text: str, option: str) -> tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    try:
+        return int(lo), int(hi or lo)
+    except ValueError:
+        raise UserError(f"{option} must be MIN-MAX integers, got {text!r}") from None
+
+
+def _float_range(text: str, option: str) -> tuple[float, float]:
+    lo, _, hi = text.partition("-")
+    try:
+        return float(lo), float(hi or lo)
+    except ValueError:
+        raise UserError(f"{option} must be MIN-MAX numbers, got {text!r}") from None
 
 
 @vlm_app.command("world")
@@ -19,14 +38,22 @@ def world(
     seed: int = typer.Option(0, "--seed", help="Everything is a pure function of the seed."),
     width: int = typer.Option(128, "--width"),
     height: int = typer.Option(96, "--height"),
+    objects: str = typer.Option("2-3", "--objects", help="Objects per image, MIN-MAX (1..4)."),
+    size: str = typer.Option("0.25-0.333", "--size", help="Object side as a fraction of the short side, MIN-MAX."),
+    box_decimals: int = typer.Option(2, "--box-decimals", help="Digits of the box coordinates in the targets (1 or 2)."),
+    layout: str = typer.Option("free", "--layout", help="free | quadrants: where objects may sit."),
+    instructions: Path | None = typer.Option(None, "--instructions", help="JSON {task: instruction} overriding Table 6's."),
 ) -> None:
     """Write the offline synthetic image world (shapes and digits) in LLaVA, RefCOCO-JSONL, Karpathy and VQAv2 formats.
 
     Example: probes vlm world --out world --n-images 200 --seed 0
     """
-    from probes.vlm.data.world import write_world
+    from probes.vlm.data.tasks import load_instructions
+    from probes.vlm.data.world import WorldSpec, write_world
 
-    manifest = write_world(out, n_images, seed, width=width, height=height)
+    spec = WorldSpec(_int_range(objects, "--objects"), _float_range(size, "--size"), box_decimals, layout)
+    manifest = write_world(out, n_images, seed, width=width, height=height, spec=spec,
+                           instructions=load_instructions(instructions))
     typer.echo(f"wrote {manifest['n_images']} images and {len(manifest['files'])} annotation files to {out}")
 
 
@@ -35,7 +62,7 @@ def train_cmd(
     stage: int = typer.Option(..., "--stage", help="1: connector only; 2: connector + language model."),
     data: Path = typer.Option(..., "--data", help="LLaVA JSON file, or a world directory."),
     out: Path = typer.Option(..., "--out", help="Run directory (resumed when it holds a checkpoint)."),
-    backbone: str = typer.Option("pythia-tiny", "--backbone", help="Preset or local save_pretrained directory."),
+    backbone: str = typer.Option("pythia-tiny", "--model", "--backbone", help="Backbone: preset or local save_pretrained directory."),
     encoder: str = typer.Option("tiny", "--encoder", help="tiny | eva02-l14-336 | clip-l14-336"),
     encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="EVA-02 weights file or CLIP directory."),
     connector: str = typer.Option("mlp", "--connector", help="mlp | vss-mlp-bsm | vss-mlp-csm | vss-l2-bsm | vss-l2-csm"),
@@ -44,8 +71,12 @@ def train_cmd(
     image_root: str | None = typer.Option(None, "--image-root", help="Images are relative to this (default: the JSON's folder)."),
     init_from: str | None = typer.Option(None, "--init-from", help="Stage-1 run (or checkpoint) to start stage 2 from."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer directory (default: backbone's, or trained)."),
-    task_aware: bool = typer.Option(False, "--task-aware/--task-agnostic", help="Instruction and prompt before the image."),
+    order: str = typer.Option(
+        "agnostic", "--order", help="agnostic | aware (instruction before the image) | query-first (+ first prompt)."
+    ),
+    loss_norm: str = typer.Option("sequence", "--loss-norm", help="sequence (paper) | turn | token."),
     max_steps: int = typer.Option(1000, "--max-steps"),
+    epochs: float | None = typer.Option(None, "--epochs", help="Stage length in epochs (overrides --max-steps)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch (default 256 / 128 by stage)."),
     lr: float | None = typer.Option(None, "--lr", help="Default 1e-3 (stage 1) / 2e-5 (stage 2)."),
     max_length: int = typer.Option(1024, "--max-length"),
@@ -63,9 +94,15 @@ def train_cmd(
     cfg = VLMTrainConfig.build(
         stage=stage, data=str(data), out=str(out), backbone=backbone, encoder=encoder,
         encoder_weights=encoder_weights, connector=connector, resolution=resolution, prune_k=prune_k,
-        image_root=image_root, init_from=init_from, tokenizer=tokenizer, task_aware=task_aware,
-        max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+        image_root=image_root, init_from=init_from, tokenizer=tokenizer, task_aware=order, loss_norm=loss_norm,
+        max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
         save_every=save_every, log_every=log_every,
     )
-    run = train(cfg)
+    with progress_bar("loss") as bar:
+        task = bar.add_task(f"stage {stage}", total=None, loss="")
+
+        def on_step(done: int, total: int, loss: float) -> None:
+            bar.update(task, total=total, completed=done, loss=f"loss {loss:.3f}")
+
+        run = train(cfg, on_step=on_step)
     typer.echo(f"finished: {run / 'final'}")

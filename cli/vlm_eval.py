@@ -39,25 +39,32 @@ def eval_cmd(
     image_root: Path | None = typer.Option(None, "--image-root", help="Images are relative to this."),
     benchmark: str | None = typer.Option(None, "--benchmark", help="Name in scores.json (default: file + split)."),
     task_group: str | None = typer.Option(None, "--task-group", help="grounding | reading | captioning | vqa | other"),
-    task_aware: bool | None = typer.Option(None, "--task-aware/--task-agnostic", help="Default: as trained."),
+    order: str | None = typer.Option(None, "--order", help="agnostic | aware | query-first (default: as trained)."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Default depends on the task."),
     limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N samples."),
+    instructions: Path | None = typer.Option(None, "--instructions", help="JSON {task: instruction} overrides."),
     device: str | None = typer.Option(None, "--device", help="Default: cuda when available, else cpu."),
 ) -> None:
     """Evaluate a VLM checkpoint on one benchmark with batched greedy decoding.
 
     Example: probes vlm eval runs/s2/final --data world --task grounding --out evals/pythia-refcoco --batch-size 32
     """
+    from probes.vlm.data.tasks import read_overrides
     from probes.vlm.eval.datasets import load_eval_set
     from probes.vlm.eval.runner import load_for_eval, resolve_checkpoint
+    from probes.vlm.sequence import ORDERS
 
+    if order is not None and order not in ORDERS:
+        raise UserError(f"--order must be one of {', '.join(ORDERS)}")
+    overrides = read_overrides(instructions) if instructions is not None else None
     ckpt = resolve_checkpoint(checkpoint)
     eval_set = load_eval_set(
-        task, data, split=_split(split), image_root=image_root, benchmark=benchmark, task_group=task_group, limit=limit
-    )
+        task, data, split=_split(split), image_root=image_root, benchmark=benchmark, task_group=task_group,
+        limit=limit, instructions=overrides,
+    )  # fmt: skip
     vlm = load_for_eval(ckpt, resolution=resolution, device=device)
     scores = _run_one(
-        vlm, eval_set, out, ckpt, batch_size=batch_size, task_aware=task_aware, max_new_tokens=max_new_tokens
+        vlm, eval_set, out, ckpt, batch_size=batch_size, task_aware=order, max_new_tokens=max_new_tokens
     )
     typer.echo(f"{scores['benchmark']}: {scores['metric']} = {scores['score']:.2f} (n={scores['n']}) → {out}")
 
@@ -142,3 +149,45 @@ def resolution_cmd(
     atomic_write_text(out / "resolution.csv", resolution_csv(records))
     written = plot_resolution(records, out / "resolution")
     typer.echo("wrote " + ", ".join(str(p) for p in [out / "resolution.csv", *written]))
+
+
+@vlm_app.command("prune-quality")
+def prune_quality_cmd(
+    checkpoint: Path = typer.Argument(..., help="VLM checkpoint (trained with --prune-k for the saliency method)."),
+    data: Path = typer.Option(..., "--data", help="Annotation file or directory, as for `vlm eval`."),
+    out: Path = typer.Option(..., "--out", help="Directory: one eval per k and method, quality.csv."),
+    task: str = typer.Option("grounding", "--task", help=_TASK_HELP),
+    k: str = typer.Option(..., "--k", help="Visual tokens to keep, comma-separated."),
+    methods: str = typer.Option("saliency,random", "--methods", help="saliency (the trained scorer) and/or random."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    split: str = typer.Option("val", "--split"),
+    limit: int | None = typer.Option(None, "--limit"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random-k baseline."),
+    device: str | None = typer.Option(None, "--device"),
+) -> None:
+    """Benchmark score vs the number k of visual tokens kept (saliency top-k vs random k): the quality side of pruning.
+
+    Example: probes vlm prune-quality runs/pruned/final --data world --task grounding --k 36,18,9 --out reports/prune
+    """
+    import csv
+    import io
+
+    from probes.io import atomic_write_text
+    from probes.vlm.eval.datasets import load_eval_set
+    from probes.vlm.eval.pruning_quality import pruning_quality
+    from probes.vlm.eval.runner import load_for_eval, resolve_checkpoint
+
+    ks = _parse_sizes(k)
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    ckpt = resolve_checkpoint(checkpoint)
+    eval_set = load_eval_set(task, data, split=_split(split), limit=limit)
+    vlm = load_for_eval(ckpt, device=device)
+    rows = pruning_quality(vlm, eval_set, ks, out, checkpoint=ckpt, methods=method_list, batch_size=batch_size, seed=seed)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "quality.csv", buf.getvalue())
+    for r in rows:
+        typer.echo(f"k={r['k']:>4} {r['method']:>8}: {r['metric']} {r['score']:.2f} (n={r['n']})")
+    typer.echo(f"wrote {out / 'quality.csv'}")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +41,38 @@ def make_config(name: str, params: dict[str, Any]) -> Any:
     unknown = sorted(set(params) - known)
     if unknown:
         raise TaskConfigError(f"task {name!r} has no parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    for key, value in params.items():
+        check_type(name, key, value, hints[key])
     return cls(**params)
+
+
+def _accepts(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_accepts(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if annotation is str:
+        return isinstance(value, str)
+    origin = typing.get_origin(annotation) or annotation
+    return isinstance(value, origin) if isinstance(origin, type) else True
+
+
+def check_type(task: str, key: str, value: Any, annotation: Any) -> None:
+    """A task parameter of the wrong type (``--param length=abc``, ``10.5``, ``[1,2]``) is a one-line
+    :class:`TaskConfigError` here, at validation, not a traceback deep inside the generator."""
+    if not _accepts(value, annotation):
+        expected = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        raise TaskConfigError(f"task {task!r} parameter {key} must be {expected}, got {value!r}")
 
 
 def build_task(name: str, params: dict[str, Any] | None = None) -> ProbeTask:

@@ -1,6 +1,11 @@
 """Shared test settings: few threads (CI has 2 cores), offline hub, quiet transformers."""
 
 import os
+import sys
+from pathlib import Path
+
+# test helper modules (probes_cli, analysis_fixtures) import by name under --import-mode=importlib
+sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -13,8 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from analysis_fixtures import ramp, write_run  # noqa: E402
 from probes.cli.app import main  # noqa: E402
-
-PROBES = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "probes"
+from probes_cli import PROBES  # noqa: E402
 
 
 def _grid(root: Path) -> Path:
@@ -68,7 +67,7 @@ def test_report_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     md = (out / "report.md").read_text()
     assert "| mamba-L9-s2 |" in md and "not reached (>200)" in md and "| 2.40 |" in md
     printed = capsys.readouterr().out
-    assert "Mamba / Pythia ratio" in printed and "not reached (>200)" in printed
+    assert "SSM / Transformer (Mamba / Pythia) ratio" in printed and "not reached (>200)" in printed
 
 
 def test_figures_end_to_end(tmp_path: Path) -> None:
@@ -118,7 +117,7 @@ def test_corrupt_run_installed_command(tmp_path: Path) -> None:
     bad = _corrupt(grid)
     out = tmp_path / "rep"
     proc = subprocess.run(
-        [str(PROBES), "report", str(grid), "--out", str(out)], capture_output=True, text=True, timeout=300
+        [*PROBES, "report", str(grid), "--out", str(out)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
@@ -165,3 +164,34 @@ def test_help_ends_with_example(cmd: str, capsys: pytest.CaptureFixture[str]) ->
     example = next(i for i, ln in enumerate(lines) if ln.startswith("Example: "))
     assert lines[example].startswith(f"Example: probes {cmd} ")
     assert lines[example + 1].lstrip("╭─ ").startswith("Arguments")  # the docstring's last line
+
+
+def test_select_and_best_lr_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = _grid(tmp_path)
+    for seed in range(2):  # a second, slower lr for pythia
+        write_run(grid, f"pythia-slow-s{seed}", ramp(20, 9, [12] * 9), init_seed=seed, lr=1e-5, max_steps=200)
+    out = tmp_path / "rep"
+    assert (
+        _run(["report", str(grid), "--select", "model=pythia-tiny", "--select", "lr=1e-4", "--out", str(out)])
+        == 0
+    )
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert sorted(r["run"] for r in rows) == ["pythia-L9-s0", "pythia-L9-s1", "pythia-L9-s2"]
+    (group,) = csv.DictReader((out / "report_groups.csv").open())
+    assert group["median_steps"] == "50" and 40 <= float(group["median_steps_ci_lo"]) <= 50
+    assert 50 <= float(group["median_steps_ci_hi"]) <= 60
+    f = tmp_path / "f"
+    assert (
+        _run(["curves", str(grid), "--best-lr", "--select", "kind=transformer,ssm", "--out", str(f / "c")])
+        == 0
+    )
+    assert _run(["heatmap", str(grid), "--select", "order=suffix", "--out", str(f / "h.png")]) == 0
+    assert sorted(p.name for p in f.iterdir()) == ["c.pdf", "c.png", "h.pdf", "h.png"]
+    capsys.readouterr()
+    for cmd, target in (("curves", f / "x.png"), ("heatmap", f / "y.png"), ("report", tmp_path / "r2")):
+        assert _run([cmd, str(grid), "--select", "colour=red", "--out", str(target)]) == 2
+        assert _run([cmd, str(grid), "--select", "model=llama", "--out", str(target)]) == 2
+        assert not target.exists()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 6 and all(line.startswith("error: --select ") for line in err)
+    assert "unknown key 'colour'" in err[0] and "matches none of the 8 runs" in err[1]

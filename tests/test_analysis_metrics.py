@@ -110,6 +110,38 @@ def test_paper_expectation() -> None:
     assert paper_expectation("mamba", "suffix") == "end → beginning → middle"
     assert paper_expectation("mamba", "prefix").startswith("not stated")
     assert paper_expectation("hybrid", "suffix") == "not in paper"
+    assert paper_expectation("llama", "suffix") == "not in paper"  # the paper trained Pythia only
+
+
+@pytest.mark.parametrize(
+    ("transformer", "ssm"), [("llama", "mamba"), ("gpt2", "mamba2"), ("gpt_neox", "falcon_mamba"),
+                             ("llama", "zamba2")]
+)  # fmt: skip
+def test_every_transformer_and_ssm_family_joins_the_ratios(
+    tmp_path: Path, transformer: str, ssm: str
+) -> None:
+    """Families come from probes/families.py: a Llama run no longer drops out of the SSM/Transformer ratio."""
+    runs = [
+        load_run(
+            write_run(tmp_path, f"t{s}", ramp(10, 3, [2] * 3), model="t", family=transformer, init_seed=s)
+        )
+        for s in range(3)
+    ]
+    runs += [
+        load_run(write_run(tmp_path, f"s{s}", ramp(10, 3, [5] * 3), model="s", family=ssm, init_seed=s))
+        for s in range(3)
+    ]
+    runs.append(load_run(write_run(tmp_path, "u", ramp(10, 3, [1] * 3), model="u", family="some_new_arch")))
+    (r,) = family_ratios(summarize_groups(run_metrics(x) for x in runs))
+    assert (r.ssm.key.model, r.transformer.key.model, r.ratio) == ("s", "t", Value(60 / 30))
+
+
+def test_group_bootstrap_interval_counts_censored_runs_as_not_reached(tmp_path: Path) -> None:
+    mamba, pythia = summarize_groups(run_metrics(r) for r in _grid(tmp_path))
+    # mamba: 100, 120, not reached (censored at 200): median 120, the upper bound is "not reached"
+    assert mamba.median_steps == Value(120) and mamba.steps_ci.median == 120
+    assert mamba.steps_ci.lo == 100 and mamba.steps_ci.hi == math.inf
+    assert pythia.steps_ci.median == 50 and 40 <= pythia.steps_ci.lo < 50 < pythia.steps_ci.hi <= 60
 
 
 def test_censored_median() -> None:

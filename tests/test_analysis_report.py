@@ -47,9 +47,15 @@ def test_censored_group_is_reported_as_undetermined(tmp_path: Path) -> None:
     md = to_markdown(report)
     group_lines = [ln for ln in md.splitlines() if ln.startswith("| mamba-tiny | 9 |")]
     assert group_lines == [
-        "| mamba-tiny | 9 | suffix | 0/3 | >100 | >6400 | 60 | >100 | 20 | end → beginning → (middle not reached) "
-        "| 3/3 | end → beginning → middle | ? |"
+        "| mamba-tiny | 9 | suffix | 0/3 | >100 | [not reached, not reached] | >6400 | 60 | >100 | 20 "
+        "| end → beginning → (middle not reached) | 3/3 | end → beginning → middle | ? |"
     ]
+    # pythia reaches at 30/40/50: the bootstrap interval of the median is made of those values
+    assert pythia.steps_ci.median == 40 and {pythia.steps_ci.lo, pythia.steps_ci.hi} <= {30, 40, 50}
+    assert pythia.steps_ci.lo < 40 < pythia.steps_ci.hi
+    ci = f"[{int(pythia.steps_ci.lo)}, {int(pythia.steps_ci.hi)}]"
+    assert any(ln.startswith(f"| pythia-tiny | 9 | suffix | 3/3 | 40 | {ci} |") for ln in md.splitlines())
+    assert "95% CI: percentile bootstrap of the median steps" in md
     assert "| 9 | suffix | mamba-tiny | pythia-tiny | >100 | 40 | >2.50 |" in md
 
 
@@ -73,6 +79,21 @@ def test_terminal_and_files_agree(tmp_path: Path) -> None:
     )
     (ratio,) = csv.DictReader((tmp_path / "out" / "report_ratios.csv").open())
     assert (ratio["ratio"], ratio["ratio_bound"]) == ("2.5", "lower")
+    groups = {g["model"]: g for g in csv.DictReader((tmp_path / "out" / "report_groups.csv").open())}
+    assert (groups["mamba-tiny"]["median_steps_ci_lo"], groups["mamba-tiny"]["median_steps_ci_hi"]) == (
+        "inf",
+        "inf",
+    )
+    p = groups["pythia-tiny"]
+    assert 30 <= float(p["median_steps_ci_lo"]) < 40 < float(p["median_steps_ci_hi"]) <= 50
+
+
+def test_bootstrap_interval_is_deterministic_and_level_is_used(tmp_path: Path) -> None:
+    runs = _runs(tmp_path)
+    a, b = build_report(runs), build_report(runs)
+    assert [g.steps_ci for g in a.groups] == [g.steps_ci for g in b.groups]
+    assert to_markdown(a) == to_markdown(b)
+    assert "| 50% CI |" in to_markdown(build_report(runs, ci_level=0.5, n_boot=500))
 
 
 def test_band_criterion_all_changes_band_steps(tmp_path: Path) -> None:

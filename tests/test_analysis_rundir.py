@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from analysis_fixtures import ramp, write_run  # noqa: E402
-from probes.analysis.rundir import find_runs, load_run, load_runs  # noqa: E402
+from probes.analysis.rundir import TIDY_COLUMNS, find_runs, load_run, load_runs  # noqa: E402
 
 from probes.errors import UserError  # noqa: E402
 
@@ -196,9 +196,34 @@ def test_analysis_imports_no_training_code() -> None:
     """CONTRACTS: analysis reads run directories only; it must not pull in the trainer, models or torch."""
     code = (
         "import sys, probes.analysis.report, probes.analysis.heatmap, probes.analysis.curves\n"
+        "import probes.analysis.select, probes.analysis.aggregate, probes.analysis.stats, probes.families\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
         "m.startswith(('probes.train', 'probes.models', 'probes.ssm'))))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_tidy_rows_one_per_eval_and_position(tmp_path: Path) -> None:
+    acc = ramp(3, 4, [0, 1, 2, 2])
+    acc[1, 3] = np.nan  # no held-out sample for position 3 at eval 1 (null in metrics.jsonl)
+    run = load_run(
+        write_run(tmp_path, "r", acc, model="m", family="mamba", order="prefix", lr=5e-5, init_seed=2,
+                  steps=[10, 20, 30], max_steps=40, batch_size=8)
+    )  # fmt: skip
+    df = run.to_dataframe()
+    assert len(df) == 3 * 4 and list(df.columns) == list(TIDY_COLUMNS)
+    assert df[["step", "position"]].values.tolist() == [[s, k] for s in (10, 20, 30) for k in range(4)]
+    np.testing.assert_allclose(df["accuracy"].to_numpy(), acc.reshape(-1))  # NaN stays NaN
+    row = df[(df.step == 20) & (df.position == 1)].iloc[0]
+    assert (row.frac_steps, row.samples_seen, row["count"], row.accuracy) == (0.5, 160, 100, 1.0)
+    assert set(df.model) == {"m"} and set(df.kind) == {"ssm"} and set(df.order) == {"prefix"}
+    assert set(df.lr) == {5e-5} and set(df.init_seed) == {2} and set(df.length) == {4}
+    assert run.to_records()[5] == df.iloc[5].to_dict() | {"accuracy": float(acc[1, 1])}
+
+
+def test_tidy_rows_of_a_run_without_evaluations(tmp_path: Path) -> None:
+    run = load_run(write_run(tmp_path, "r", np.zeros((0, 4)), status="running"))
+    df = run.to_dataframe()
+    assert df.empty and list(df.columns) == list(TIDY_COLUMNS)

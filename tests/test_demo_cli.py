@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from probes_cli import PROBES
 
-PROBES = str(Path(sys.executable).with_name("probes"))
 TINY = ["--len", "4", "--models", "pythia-tiny,mamba-tiny", "--orders", "suffix,prefix", "--max-steps", "20",
         "--eval-samples", "64"]
 
@@ -19,7 +18,7 @@ TINY = ["--len", "4", "--models", "pythia-tiny,mamba-tiny", "--orders", "suffix,
 @pytest.mark.slow
 def test_demo_writes_figures_and_report_from_its_runs(tmp_path: Path) -> None:
     out, runs = tmp_path / "fig", tmp_path / "runs"
-    done = subprocess.run([PROBES, "demo", *TINY, "--out", str(out), "--runs", str(runs)],
+    done = subprocess.run([*PROBES, "demo", *TINY, "--out", str(out), "--runs", str(runs)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in runs.iterdir())
@@ -47,7 +46,7 @@ def test_demo_writes_figures_and_report_from_its_runs(tmp_path: Path) -> None:
 
 
 def test_demo_rejects_unknown_model_before_any_run(tmp_path: Path) -> None:
-    bad = subprocess.run([PROBES, "demo", "--models", "no-such-model", "--out", str(tmp_path / "f"),
+    bad = subprocess.run([*PROBES, "demo", "--models", "no-such-model", "--out", str(tmp_path / "f"),
                           "--runs", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error:")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from probes_cli import PROBES
 
 from probes.errors import UserError
 from probes.launch.jobs import (
@@ -35,7 +36,6 @@ from probes.launch.status import collect
 from probes.train.config import TaskSpec, TrainConfig
 from probes.train.grid import PlannedRun, plan
 
-PROBES = str(Path(sys.executable).with_name("probes"))
 TRAIN = dict(lr=3e-3, max_steps=10, eval_every=5, eval_samples=64, n_train=640, verify_disjoint=False)
 
 
@@ -49,7 +49,7 @@ def summary(run_dir: Path) -> dict:
 
 def status_output(runs_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([PROBES, "status", str(runs_dir)], capture_output=True, text=True, env=env)
+    return subprocess.run([*PROBES, "status", str(runs_dir)], capture_output=True, text=True, env=env)
 
 
 @pytest.mark.slow
@@ -186,10 +186,14 @@ def test_status_reads_states_from_run_dirs(tmp_path):
                                                               "steps_to_threshold": 5, "final_acc": 0.97}))
     (interrupted / "summary.json").write_text(json.dumps(base | {"status": "interrupted", "steps_done": 4}))
     (failed / "summary.json").write_text(json.dumps(base | {"status": "failed", "error": "RuntimeError: CUDA out of memory"}))
-    states = {s.name: s for s in collect(tmp_path)}
+    from probes.train.lock import writer_lock
+
+    with writer_lock(running):  # "running" needs a live writer (issue 14): its lock held
+        states = {s.name: s for s in collect(tmp_path)}
     assert [states[d.name].state for d in (pending, running, finished, interrupted, failed)] == [
         "pending", "running", "finished", "interrupted", "failed"]
     assert states[running.name].steps_done == 3 and states[finished.name].steps_to_threshold == 5
+    assert {s.name: s.state for s in collect(tmp_path)}[running.name] == "dead"  # its writer is gone
     out = status_output(tmp_path)
     assert out.returncode == 0, out.stderr
     assert "CUDA out of memory" in out.stdout and "reached 0.95 at step 5" in out.stdout
@@ -212,7 +216,7 @@ GRID2 = [*TINY, "--lr", "3e-3,1e-3"]
 
 def probes(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([PROBES, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([*PROBES, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def grid_dirs(out: Path) -> list[Path]:
@@ -258,7 +262,7 @@ def test_cli_local_launcher_completes_grid_then_skips_it(tmp_path):
 def test_cli_local_launcher_sigterm_interrupts_then_relaunch_resumes(tmp_path):
     # lr 1e-5 does not reach the threshold in 200 steps: time to stop the launcher mid-run
     out = tmp_path / "runs"
-    cmd = [str(PROBES), "synth", *TINY, "--lr", "1e-5", "--max-steps", "200", "--launcher", "local",
+    cmd = [*PROBES, "synth", *TINY, "--lr", "1e-5", "--max-steps", "200", "--launcher", "local",
            "--gpus", "cpu", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -274,7 +278,7 @@ def test_cli_local_launcher_sigterm_interrupts_then_relaunch_resumes(tmp_path):
     assert s["status"] == "interrupted" and 0 < s["steps_done"] < 200
     assert [(st.name, st.state) for st in collect(out)] == [(run_dir.name, "interrupted")]  # as probes status
 
-    again = probes(*cmd[1:])
+    again = probes(*cmd[len(PROBES):])
     assert again.returncode == 0, again.stderr
     assert summary(run_dir)["status"] == "finished" and summary(run_dir)["steps_done"] == 200
     evals = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()
@@ -314,7 +318,7 @@ def test_cli_slurm_launcher_submits_the_expected_sbatch_array(tmp_path):
     for exe in ("srun", "sbatch"):
         (bin_dir / exe).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
-    argv = [PROBES, "synth", *GRID2, "--launcher", "slurm", "--partition", "gpu", "--time", "1:30:00",
+    argv = [*PROBES, "synth", *GRID2, "--launcher", "slurm", "--partition", "gpu", "--time", "1:30:00",
             "--gpus-per-task", "2", "--cpus-per-task", "6", "--mem", "16G", "--array-parallelism", "1",
             "--job-name", "sweep", "--out", str(out)]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)

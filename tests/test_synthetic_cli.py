@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 import pytest
 import torch
 from probes.synthetic.registry import build_task
+from probes_cli import PROBES
 
 pytestmark = pytest.mark.slow
 
-PROBES = Path(sys.executable).with_name("probes")
 GROUNDING_KEYS = ["context", "query", "target_position", "input_ids", "label"]  # SPEC §1, in this order
 
 OK = {
@@ -65,7 +64,7 @@ def runs(
 ) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
     def one(name: str, args: list[str]) -> tuple[str, tuple[subprocess.CompletedProcess[str], Path]]:
         d = tmp_path_factory.mktemp(name)
-        argv = [str(PROBES), "data", *(a.replace("{d}", str(d)) for a in args)]
+        argv = [*PROBES, "data", *(a.replace("{d}", str(d)) for a in args)]
         return name, (subprocess.run(argv, capture_output=True, text=True, timeout=300), d)
 
     with ThreadPoolExecutor(max_workers=4) as pool:

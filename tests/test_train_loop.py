@@ -2,18 +2,16 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from probes_cli import PROBES
 from safetensors.torch import load_file
 
 from probes.errors import UserError
 from probes.train.config import ModelSpec, RunConfig, TaskSpec, TrainConfig, run_config_from_dict
 from probes.train.loop import DataOrder, run
-
-PROBES = str(Path(sys.executable).with_name("probes"))
 
 
 def small(model="pythia-tiny", length=4, steps=40, **train):
@@ -104,7 +102,7 @@ def test_length_beyond_vocabulary(tmp_path):
 
 
 def test_cli_synth_end_to_end(tmp_path):
-    args = [PROBES, "synth", "--len", "4", "--models", "pythia-tiny,mamba-tiny", "--max-steps", "10",
+    args = [*PROBES, "synth", "--len", "4", "--models", "pythia-tiny,mamba-tiny", "--max-steps", "10",
             "--eval-samples", "64", "--n-train", "640", "--lr", "1e-3", "--out", str(tmp_path)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -113,7 +111,7 @@ def test_cli_synth_end_to_end(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
     assert again.stderr.strip().startswith("error:") and len(again.stderr.strip().splitlines()) == 1
-    bad = subprocess.run([PROBES, "synth", "--len", "4", "--model", "no-such-model", "--out", str(tmp_path / "x")],
+    bad = subprocess.run([*PROBES, "synth", "--len", "4", "--model", "no-such-model", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

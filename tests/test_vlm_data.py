@@ -119,3 +119,89 @@ def test_world_is_deterministic_and_readable_by_the_loaders(tmp_path: Path) -> N
                       image_template=m["image_template"])
     assert write_world(tmp_path / "c", 10, seed=4)["files"]
     assert (tmp_path / "c" / "refcoco.jsonl").read_text() != (root / "refcoco.jsonl").read_text()
+
+
+# --- instructions (Shaking Up VLMs, Table 6) ----------------------------------------------------------------
+
+
+def test_default_instructions_are_table_6() -> None:
+    from probes.vlm.data.tasks import INSTRUCTIONS
+
+    assert INSTRUCTIONS["caption"] == "Provide a one-sentence caption for the provided image"
+    assert INSTRUCTIONS["grounding"] == "Locate the region that is described by"
+    assert INSTRUCTIONS["vqa"] == "Answer the question using a single word or phrase"
+    assert INSTRUCTIONS["mc"] == "Answer with the option's letter from the given choices directly"
+
+
+def test_instruction_file_overrides_defaults_and_bad_files_are_user_errors(tmp_path: Path) -> None:
+    from probes.errors import UserError
+    from probes.vlm.data.tasks import INSTRUCTIONS, load_instructions
+
+    f = tmp_path / "ins.json"
+    f.write_text(json.dumps({"vqa": "Answer briefly."}))
+    got = load_instructions(f)
+    assert got["vqa"] == "Answer briefly." and got["grounding"] == INSTRUCTIONS["grounding"]
+    for bad in ('{"nope": "x"}', '{"vqa": ""}', "[1]", "{"):
+        f.write_text(bad)
+        with pytest.raises(UserError):
+            load_instructions(f)
+
+
+def test_world_records_instruction_and_dataset_and_eval_uses_them(tmp_path: Path) -> None:
+    from probes.vlm.data.llava import load_llava
+    from probes.vlm.eval.datasets import load_eval_set
+
+    write_world(tmp_path, 10, seed=0, instructions={"grounding": "Find it:"})
+    pre = load_llava(tmp_path / "llava_pretrain.json")
+    assert pre[0].instruction == "Provide a one-sentence caption for the provided image"
+    assert pre[0].turns[0][0] == "" and pre[0].dataset == "coco"  # the caption instruction is no prompt
+    inst = load_llava(tmp_path / "llava_instruct.json")
+    ground = [c for c in inst if c.task == "grounding"]
+    assert ground and all(c.instruction == "Find it:" and c.dataset == "refcoco" for c in ground)
+    assert {c.dataset for c in inst if c.task == "vqa"} == {"vqav2"}
+    es = load_eval_set("grounding", tmp_path, split="test")
+    assert {s.instruction for s in es.samples} == {"Find it:"}
+    es = load_eval_set("grounding", tmp_path, split="test", instructions={"grounding": "Box:"})
+    assert {s.instruction for s in es.samples} == {"Box:"}
+    cap = load_eval_set("captioning", tmp_path, split="test")
+    assert {(s.instruction, s.prompt) for s in cap.samples} == {("Provide a one-sentence caption for the provided image", "")}
+
+
+def test_world_spec_knobs(tmp_path: Path) -> None:
+    from probes.errors import UserError
+    from probes.vlm.data.world import WorldSpec
+
+    m = write_world(tmp_path, 20, seed=1, width=96, height=96, spec=WorldSpec((2, 2), (0.4, 0.5), 1))
+    assert m["spec"] == {"objects": [2, 2], "size": [0.4, 0.5], "box_decimals": 1, "layout": "free"}
+    refs = [json.loads(x) for x in (tmp_path / "refcoco.jsonl").read_text().splitlines()]
+    assert 20 < len(refs) <= 40  # at most two objects per image (fewer when two large ones do not fit)
+    assert all(38 <= r["bbox"][2] <= 48 for r in refs if "digit" not in r["expression"])
+    boxes = [t["value"] for r in json.loads((tmp_path / "llava_instruct.json").read_text()) if r["task"] == "grounding"
+             for t in r["conversations"] if t["from"] == "gpt"]  # fmt: skip
+    assert boxes and all(len(b.split(",")[0]) == len("[0.1") for b in boxes)  # one decimal
+    with pytest.raises(UserError, match="objects per image"):
+        WorldSpec((3, 2)).check()
+
+
+def test_quadrant_layout_puts_each_object_in_its_own_quadrant(tmp_path: Path) -> None:
+    from probes.vlm.data.world import WorldSpec
+
+    write_world(tmp_path, 20, seed=2, width=96, height=96, spec=WorldSpec((2, 3), (0.35, 0.45), 1, "quadrants"))
+    refs = [json.loads(x) for x in (tmp_path / "refcoco.jsonl").read_text().splitlines()]
+    by_image: dict[str, list[int]] = {}
+    for r in refs:
+        x, y, w, h = r["bbox"]
+        if "digit" not in r["expression"]:
+            assert w >= 33 and h >= 33
+        qx, qy = int(x >= 48), int(y >= 48)
+        assert (x + w <= 48 or x >= 48) and (y + h <= 48 or y >= 48)  # inside one quadrant
+        by_image.setdefault(r["image"], []).append(qy * 2 + qx)
+    assert all(len(q) == len(set(q)) and 2 <= len(q) <= 3 for q in by_image.values())
+
+
+def test_best_fixed_box_prior_on_hand_built_boxes() -> None:
+    from probes.vlm.study.prior import best_fixed_box
+
+    boxes = [[0.0, 0.0, 0.4, 0.4]] * 3 + [[0.6, 0.6, 1.0, 1.0]] * 2  # the mean box hits neither corner
+    box, hits = best_fixed_box(boxes, 1)
+    assert box == [0.0, 0.0, 0.4, 0.4] and hits == 60.0

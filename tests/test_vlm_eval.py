@@ -149,3 +149,68 @@ def test_cli_eval_end_to_end_on_tiny_checkpoint(
     first = (out / "predictions.jsonl").read_text()
     code, _ = _cli(argv, capsys)  # greedy decoding is deterministic
     assert code == 0 and (out / "predictions.jsonl").read_text() == first
+
+
+# --- pruning quality vs k --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pruned_checkpoint(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained pythia-tiny VLM with a saliency pruner (k = 9 of 36 patches), saved as a checkpoint."""
+    import torch
+
+    from probes.vlm.model import build_vlm
+    from probes.vlm.tokenizer import train_tokenizer
+
+    torch.set_num_threads(1)
+    tok = train_tokenizer(["the red circle", "[0.1, 0.2, 0.3, 0.4]", "how many objects are there?"], 300)
+    vlm = build_vlm(backbone="pythia-tiny", encoder="tiny", connector="mlp", tokenizer=tok, prune_k=9, seed=0)
+    out = tmp_path_factory.mktemp("pruned") / "ckpt"
+    vlm.save(out)
+    return out
+
+
+def test_prune_quality_rows_per_k_and_method(pruned_checkpoint: Path, world: Path, tmp_path: Path) -> None:
+    import csv
+
+    with pytest.raises(SystemExit) as exc:
+        main(["vlm", "prune-quality", str(pruned_checkpoint), "--data", str(world), "--task", "grounding",
+              "--split", "test", "--k", "36,4", "--limit", "3", "--out", str(tmp_path / "q")])  # fmt: skip
+    assert exc.value.code in (0, None)
+    rows = list(csv.DictReader((tmp_path / "q" / "quality.csv").open()))
+    assert [(int(r["k"]), r["method"]) for r in rows] == [(4, "saliency"), (4, "random"), (36, "saliency"), (36, "random")]
+    for r in rows:
+        scores = json.loads((tmp_path / "q" / f"{r['method']}-k{r['k']}" / "scores.json").read_text())
+        assert float(r["score"]) == scores["score"] and scores["n"] == 3 and scores["tags"]["k"] == int(r["k"])
+    # keeping all 36 patches is the same model whichever way they are chosen: identical predictions
+    same = [(tmp_path / "q" / f"{m}-k36" / "predictions.jsonl").read_text() for m in ("saliency", "random")]
+    assert same[0] == same[1]
+
+
+def test_random_pruner_is_seeded_and_in_raster_order() -> None:
+    import torch
+
+    from probes.vlm.eval.pruning_quality import RandomPruner
+
+    x = torch.randn(2, 10, 3)
+    kept, idx = RandomPruner(4, seed=1)(x)
+    kept2, idx2 = RandomPruner(4, seed=1)(x)
+    assert torch.equal(idx, idx2) and idx.shape == (2, 4)
+    assert torch.equal(idx, idx.sort(dim=1).values)
+    assert torch.equal(kept[0], x[0, idx[0]])
+
+
+def test_prune_quality_needs_a_scorer_for_saliency(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from probes.vlm.model import build_vlm
+    from probes.vlm.tokenizer import train_tokenizer
+
+    torch.set_num_threads(1)
+    tok = train_tokenizer(["the red circle"], 300)
+    build_vlm(backbone="pythia-tiny", encoder="tiny", connector="mlp", tokenizer=tok, seed=0).save(tmp_path / "plain")
+    capsys.readouterr()  # the save's progress output
+    with pytest.raises(SystemExit) as exc:
+        main(["vlm", "prune-quality", str(tmp_path / "plain"), "--data", str(world), "--k", "4", "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "no saliency scorer" in err and "\n" not in err

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from probes.analysis.vlm_metrics import (
+
+from probes.vlm.eval.metrics import (
     cider_d,
     exact_match,
     grounding_scores,
@@ -105,6 +106,45 @@ def test_unparseable_is_wrong_and_counted() -> None:
     assert scores.n == 4 and scores.n_unparseable == 3
     assert scores.accuracy == 0.25
     assert scores.ious == (1.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "text,strict,lenient",
+    [
+        ("[0.1, 0.2, 0.3, 0.4]", True, True),
+        ("[0.1, 0.2, 0.3, 0.4].", False, True),  # trailing punctuation
+        ("[0.1, 0.2, 0.3, 0.4]</s>", False, True),  # an end token left in the text
+        ("the box is [0.1, 0.2, 0.3, 0.4]", False, True),
+        ("[0.1, 0.2, 0.3, 0.4] [0.5, 0.5, 0.6, 0.6]", False, True),  # the first box, as the released code
+        ("[0.1, 0.2, 0.3]", False, False),
+        ("[0.3, 0.2, 0.1, 0.4].", False, False),  # flipped: unparseable under both
+        ("no box", False, False),
+    ],
+)
+def test_strict_and_lenient_box_parsing(text: str, strict: bool, lenient: bool) -> None:
+    assert (parse_box(text) is not None) is strict
+    assert (parse_box(text, strict=False) is not None) is lenient
+    if lenient:
+        assert parse_box(text, strict=False) == pytest.approx((0.1, 0.2, 0.3, 0.4))
+
+
+def test_grounding_scores_strict_and_lenient_side_by_side() -> None:
+    refs = [(0.1, 0.2, 0.3, 0.4)] * 3
+    preds = ["[0.1, 0.2, 0.3, 0.4]", "[0.1, 0.2, 0.3, 0.4].", "[0.1, 0.2, 0.3, 0.4]</s>"]
+    strict, lenient = grounding_scores(preds, refs), grounding_scores(preds, refs, strict=False)
+    assert strict.accuracy == pytest.approx(1 / 3) and strict.n_unparseable == 2 and strict.strict
+    assert lenient.accuracy == 1.0 and lenient.n_unparseable == 0 and not lenient.strict
+
+
+def test_scoring_reports_lenient_headline_and_strict_detail() -> None:
+    from probes.vlm.eval.datasets import EvalSample
+    from probes.vlm.eval.scoring import score_predictions
+
+    samples = [EvalSample(str(i), "img.png", "", "the red square", [0.1, 0.2, 0.3, 0.4]) for i in range(2)]
+    scored = score_predictions("grounding", samples, ["[0.1, 0.2, 0.3, 0.4]", "[0.1, 0.2, 0.3, 0.4]."])
+    assert scored.score == 100.0 and scored.details["acc_strict"] == 50.0
+    assert [r["correct"] for r in scored.records] == [True, True]
+    assert [r["correct_strict"] for r in scored.records] == [True, False]
 
 
 def test_parse_box_bounds_can_be_disabled() -> None:
@@ -221,6 +261,22 @@ def test_parse_choice() -> None:
     assert parse_choice("A cat", options) == 1  # option text wins over the letter A
     assert parse_choice("D", options) is None
     assert parse_choice("fish", options) is None
+
+
+def test_parse_choice_lone_letter_is_a_letter() -> None:
+    """Issue 15: a lone capital letter is the option letter, even when an option's text is that letter."""
+    assert parse_choice("B", ["b", "c"]) == 1
+    assert parse_choice("(A)", ["b", "a"]) == 0
+    assert parse_choice("C.", ["b", "c"]) is None  # out of range, not the option "c"
+    assert parse_choice("c", ["b", "c"]) == 1  # lowercase: the option text
+
+
+def test_analysis_reexports_the_library_metrics() -> None:
+    import probes.analysis.vlm_metrics as legacy
+
+    import probes.vlm.eval.metrics as lib
+
+    assert legacy.parse_box is lib.parse_box and legacy.parse_choice is lib.parse_choice
 
 
 def test_multiple_choice_scores() -> None:

@@ -1,13 +1,23 @@
-"""Sequence layout token by token, packing, and the per-example loss against a hand computation."""
+"""Sequence layout token by token (per order), packing and its per-dataset caps, and every loss
+normalisation against a hand computation."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from probes.vlm.packing import TokenisedConversation, pack, per_example_loss
-from probes.vlm.sequence import IGNORE, SpecialIds, TextParts, Turn, build_sequence, image_block_len_bound
+from probes.vlm.packing import DATASET_CAPS, TokenisedConversation, pack, per_example_loss, sequence_loss
+from probes.vlm.sequence import (
+    IGNORE,
+    SpecialIds,
+    TextParts,
+    Turn,
+    as_order,
+    build_sequence,
+    image_block_len_bound,
+)
 
 SP = SpecialIds(image_open=900, row_sep=901, eos=2, pad=0)
 P = SP.pad  # visual slot
@@ -22,11 +32,27 @@ def test_task_agnostic_layout_token_by_token() -> None:
     assert s.example_index == [-1] * 10 + [0, 0, 0, -1, -1, 1, 1]
 
 
-def test_task_aware_puts_instruction_and_prompt_before_image() -> None:
-    parts = TextParts((10,), (Turn((20, 21), (30,)),))
-    s = build_sequence(parts, SP, grid_w=3, n_patches=6, task_aware=True)
-    assert s.input_ids == [10, 20, 21, 900, P, P, P, 901, P, P, P, 900, 30, 2]
-    assert s.labels == [IGNORE] * 12 + [30, 2]
+def test_task_aware_puts_only_the_instruction_before_image() -> None:
+    """Shaking Up VLMs §5.3.1 (and its released code): the instruction moves, the prompt stays after the image."""
+    parts = TextParts((10,), (Turn((20, 21), (30,)), Turn((22,), (31,))))
+    for order in (True, "aware"):
+        s = build_sequence(parts, SP, grid_w=3, n_patches=6, task_aware=order)
+        assert s.input_ids == [10, 900, P, P, P, 901, P, P, P, 900, 20, 21, 30, 2, 22, 31, 2]
+        assert s.labels == [IGNORE] * 12 + [30, 2, IGNORE, 31, 2]
+        assert s.example_index == [-1] * 12 + [0, 0, -1, 1, 1]
+
+
+def test_query_first_puts_instruction_and_first_prompt_before_image() -> None:
+    parts = TextParts((10,), (Turn((20, 21), (30,)), Turn((22,), (31,))))
+    s = build_sequence(parts, SP, grid_w=3, n_patches=6, task_aware="query-first")
+    assert s.input_ids == [10, 20, 21, 900, P, P, P, 901, P, P, P, 900, 30, 2, 22, 31, 2]
+    assert s.labels == [IGNORE] * 12 + [30, 2, IGNORE, 31, 2]
+
+
+def test_order_names() -> None:
+    assert as_order(False) == "agnostic" and as_order(True) == "aware" and as_order("query-first") == "query-first"
+    with pytest.raises(ValueError, match="unknown sequence order"):
+        as_order("sideways")
 
 
 def test_generation_prompt_has_no_response_or_eos() -> None:
@@ -82,3 +108,60 @@ def test_per_example_loss_matches_hand_computation() -> None:
     assert math.isclose(got, hand, rel_tol=1e-6)
     # not the token mean (which would weight the two-token example double)
     assert not math.isclose(got, (ce(0, 2) + ce(0, 3) + ce(0, 5) + ce(1, 4)) / 4, rel_tol=1e-6)
+
+
+def test_packing_caps_turns_per_dataset() -> None:
+    """App. A.3: VQAv2 ≤ 20 QA pairs, Visual7W telling 10 / pointing 5, Visual Genome 10 per sequence."""
+    assert DATASET_CAPS["vqav2"] == 20 and DATASET_CAPS["visual7w-telling"] == 10
+    assert DATASET_CAPS["visual7w-pointing"] == 5 and DATASET_CAPS["visual-genome"] == 10
+
+    def conv(dataset: str, n: int) -> TokenisedConversation:
+        return TokenisedConversation("a", "vqa", (5,), tuple(Turn((7,), (8,)) for _ in range(n)), dataset)
+
+    items, stats = pack([conv("vqav2", 45)], image_tokens=4, max_length=1024)
+    assert [len(it.parts.turns) for it in items] == [20, 20, 5] and stats.examples == 45
+    items, _ = pack([conv("visual7w-pointing", 12)], image_tokens=4, max_length=1024)
+    assert [len(it.parts.turns) for it in items] == [5, 5, 2]
+    items, _ = pack([conv("", 45)], image_tokens=4, max_length=1024)  # no dataset: only the length budget
+    assert [len(it.parts.turns) for it in items] == [45]
+    items, _ = pack([conv("vqav2", 45)], image_tokens=4, max_length=1024, caps={"vqav2": 30})
+    assert [len(it.parts.turns) for it in items] == [30, 15]
+
+
+def _loss_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[float]]]:
+    """Row 0: a packed sequence of two turns (2 target tokens, then 1); row 1: one turn of 2 tokens."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 5)
+    labels = torch.tensor([[IGNORE, IGNORE, 1, 2, IGNORE, 3, IGNORE], [IGNORE] * 5 + [0, 1]])
+    ex = torch.tensor([[-1, -1, 0, 0, -1, 1, -1], [-1, -1, -1, -1, -1, 0, 0]])
+    ce = [[-torch.log_softmax(logits[b, t - 1], -1)[labels[b, t]].item() if labels[b, t] != IGNORE else math.nan
+           for t in range(7)] for b in range(2)]  # fmt: skip
+    return logits, labels, ex, ce
+
+
+def test_sequence_loss_is_the_papers_per_sequence_mean_by_default() -> None:
+    """App. B: mean over one sequence's target tokens, then mean over the sequences of the batch."""
+    logits, labels, ex, ce = _loss_batch()
+    row0 = (ce[0][2] + ce[0][3] + ce[0][5]) / 3
+    row1 = (ce[1][5] + ce[1][6]) / 2
+    got = sequence_loss(logits, labels, ex).item()
+    assert math.isclose(got, (row0 + row1) / 2, rel_tol=1e-6)
+    assert math.isclose(sequence_loss(logits, labels, ex, "sequence").item(), got)
+
+
+def test_turn_and_token_normalisations_are_named_options() -> None:
+    logits, labels, ex, ce = _loss_batch()
+    turns = [(ce[0][2] + ce[0][3]) / 2, ce[0][5], (ce[1][5] + ce[1][6]) / 2]
+    assert math.isclose(sequence_loss(logits, labels, ex, "turn").item(), sum(turns) / 3, rel_tol=1e-6)
+    tokens = [ce[0][2], ce[0][3], ce[0][5], ce[1][5], ce[1][6]]
+    assert math.isclose(sequence_loss(logits, labels, ex, "token").item(), sum(tokens) / 5, rel_tol=1e-6)
+    values = {n: sequence_loss(logits, labels, ex, n).item() for n in ("sequence", "turn", "token")}
+    assert len({round(v, 6) for v in values.values()}) == 3  # the batch tells the three apart
+    with pytest.raises(ValueError, match="unknown loss normalisation"):
+        sequence_loss(logits, labels, ex, "batch")
+
+
+def test_sequence_loss_of_an_all_masked_batch_is_zero_with_a_graph() -> None:
+    logits = torch.randn(1, 4, 5, requires_grad=True)
+    loss = sequence_loss(logits, torch.full((1, 4), IGNORE), torch.full((1, 4), -1))
+    assert loss.item() == 0.0 and loss.requires_grad

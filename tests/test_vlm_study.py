@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from probes.cli.app import main
 
-SMALL = ["--n-images", "20", "--stage1-steps", "5", "--stage2-steps", "40", "--batch-size", "8",
-         "--stage2-lr", "3e-3", "--eval-batch-size", "8"]  # fmt: skip
-MODELS = ["pythia-tiny-agnostic", "pythia-tiny-aware", "mamba-tiny-agnostic", "mamba-tiny-aware"]
+SMALL = ["--n-images", "20", "--stage1-steps", "5", "--stage2-steps", "20", "--batch-size", "8",
+         "--stage2-lr", "3e-3", "--eval-batch-size", "8", "--seeds", "0,1", "--canvas", "96x96"]  # fmt: skip
+ARMS = ["pythia-tiny-agnostic", "pythia-tiny-aware", "mamba-tiny-agnostic", "mamba-tiny-aware"]
+SEEDS = [0, 1]
 TASKS = ["grounding", "captioning", "vqa"]
 
 
@@ -27,80 +28,81 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
-    with pytest.raises(SystemExit) as exc:
-        main(["vlm", "study", "--out", str(root / "out"), "--runs", str(root / "runs"), *SMALL])
+    with pytest.raises(SystemExit) as exc:  # two worker processes: the parallel path
+        main(["vlm", "study", "--out", str(root / "out"), "--runs", str(root / "runs"), *SMALL, "--workers", "2"])
     assert exc.value.code in (0, None)
     return root / "out"
 
 
-def _scores(out: Path) -> dict[tuple[str, str], dict]:
-    return {(m, t): json.loads((out / "evals" / m / t / "scores.json").read_text()) for m in MODELS for t in TASKS}
+def _scores(out: Path) -> dict[tuple[str, int, str], dict]:
+    return {(a, s, t): json.loads((out / "evals" / f"{a}-s{s}" / t / "scores.json").read_text())
+            for a in ARMS for s in SEEDS for t in TASKS}  # fmt: skip
 
 
-def _label(s: dict) -> str:
-    return f"{s['model']['backbone']} ({'TA' if s['model']['task_aware'] else 'TAg'})"
+def _label(arm: str) -> str:
+    backbone, variant = arm.rsplit("-", 1)
+    return f"{backbone} ({'TA' if variant == 'aware' else 'TAg'})"
 
 
 @pytest.mark.slow
-def test_study_writes_report_consistent_with_scores(study: Path) -> None:
+def test_study_report_numbers_are_the_scores_read_back_with_cis(study: Path) -> None:
     for name in ("study.json", "README.md", "report.md", "report.csv"):
         assert (study / name).is_file(), name
     assert not (study / "runs").exists()  # checkpoints went to --runs
     scores = _scores(study)
-    assert {s["task_group"] for s in scores.values()} == {"grounding", "captioning", "vqa"}
-    assert {s["benchmark"] for s in scores.values()} == {"refcoco-test", "coco-test", "vqav2-test"}
-    assert sum(s["score"] > 0 for s in scores.values()) >= 2  # some non-zero numbers, so the sums below test something
+    for (a, s, t), sc in scores.items():  # the benchmark score is the mean of the per-item values
+        recs = [json.loads(x) for x in (study / "evals" / f"{a}-s{s}" / t / "predictions.jsonl").read_text().splitlines()]
+        per_item = [100.0 * r["correct"] if t == "grounding" else r["score"] for r in recs]
+        assert math.isclose(sum(per_item) / len(per_item), sc["score"], abs_tol=1e-6) and sc["n"] == len(recs)
+        assert sc["tags"]["seed"] == s and sc["model"]["order"] == a.rsplit("-", 1)[1]
     rows = list(csv.DictReader((study / "report.csv").open()))
-    # every score row is the scores.json value, every group sum the sum of the group's scores read back
-    for s in scores.values():
-        (row,) = [r for r in rows if r["kind"] == "score" and r["model"] == _label(s) and r["benchmark"] == s["benchmark"]]
-        assert float(row["value"]) == s["score"]
-    for m in MODELS:
-        for group in ("grounding", "captioning", "vqa"):
-            expected = sum(s["score"] for (mm, _), s in scores.items() if mm == m and s["task_group"] == group)
-            label = _label(scores[(m, "vqa")])
-            (row,) = [r for r in rows if r["kind"] == "group_sum" and r["model"] == label and r["task_group"] == group]
-            assert math.isclose(float(row["value"]), expected, abs_tol=1e-9)
-    # Pythia − Mamba per group and setting
+    mean = {}
+    for a in ARMS:
+        for t in TASKS:
+            bench = scores[(a, 0, t)]["benchmark"]
+            mean[(a, t)] = sum(scores[(a, s, t)]["score"] for s in SEEDS) / len(SEEDS)
+            (row,) = [r for r in rows if r["kind"] == "score" and r["model"] == _label(a) and r["benchmark"] == bench]
+            assert math.isclose(float(row["value"]), mean[(a, t)], abs_tol=1e-6)
+            assert float(row["ci_lo"]) <= float(row["value"]) + 1e-9 <= float(row["ci_hi"]) + 2e-9
+            assert int(row["n_seeds"]) == 2 and int(row["n_items"]) == scores[(a, 0, t)]["n"]
+            (gsum,) = [r for r in rows if r["kind"] == "group_sum" and r["model"] == _label(a)
+                       and r["task_group"] == scores[(a, 0, t)]["task_group"]]  # fmt: skip
+            assert math.isclose(float(gsum["value"]), mean[(a, t)], abs_tol=1e-6)  # one benchmark per group
+    for t in TASKS:
+        prior = json.loads((study / "prior" / t / "prior.json").read_text())
+        (row,) = [r for r in rows if r["kind"] == "score" and r["model"] == "blind prior" and r["benchmark"] == prior["benchmark"]]
+        assert math.isclose(float(row["value"]), prior["score"], abs_tol=1e-6)
     diffs = [r for r in rows if r["kind"] == "difference"]
     assert len(diffs) == 6  # 3 groups × (agnostic, aware)
+    group_task = {"grounding": "grounding", "captioning": "captioning", "vqa": "vqa"}
     for r in diffs:
-        variant = "aware" if r["task_aware"] == "True" else "agnostic"
-        expected = sum(scores[(f"pythia-tiny-{variant}", t)]["score"] - scores[(f"mamba-tiny-{variant}", t)]["score"]
-                       for t in TASKS if scores[(f"pythia-tiny-{variant}", t)]["task_group"] == r["task_group"])  # fmt: skip
-        assert math.isclose(float(r["value"]), expected, abs_tol=1e-9)
-    # task-aware vs task-agnostic relative gains
-    for r in (r for r in rows if r["kind"] == "gain"):
-        backbone = r["model"]
-        (task,) = [t for t in TASKS if scores[(f"{backbone}-aware", t)]["benchmark"] == r["benchmark"]]
-        a, n = scores[(f"{backbone}-aware", task)]["score"], scores[(f"{backbone}-agnostic", task)]["score"]
+        variant = "aware" if "(TA)" in r["model"] else "agnostic"
+        t = group_task[r["task_group"]]
+        expected = mean[(f"pythia-tiny-{variant}", t)] - mean[(f"mamba-tiny-{variant}", t)]
+        assert math.isclose(float(r["value"]), expected, abs_tol=1e-6)
+    for r in (r for r in rows if r["kind"] == "gain" and "strict" not in r["benchmark"]):
+        (t,) = [t for t in TASKS if scores[(f"{r['model']}-aware", 0, t)]["benchmark"] == r["benchmark"]]
+        a, n = mean[(f"{r['model']}-aware", t)], mean[(f"{r['model']}-agnostic", t)]
         value = float(r["value"])
-        assert (math.isnan(value) and n == 0) or math.isclose(value, 100 * (a - n) / n, abs_tol=1e-9)
+        assert (math.isnan(value) and n == 0) or math.isclose(value, 100 * (a - n) / n, abs_tol=1e-6)
     record = json.loads((study / "study.json").read_text())
     assert record["status"] == "finished" and record["command"].startswith("probes vlm study --out")
-    assert record["env"]["torch"] and record["env"]["device"] == "cpu"
+    assert record["env"]["torch"] and record["env"]["device"] == "cpu" and record["elapsed_s"] > 0
     stages = {s["name"]: s for s in record["stages"]}
-    assert len(stages) == 2 + 4 * (2 + 3) + 1 and all(s["status"] == "done" and s["wall_s"] >= 0 for s in stages.values())
-    for (m, t), s in scores.items():
-        backbone, variant = m.rsplit("-", 1)
-        assert stages[f"{backbone}/{variant}/eval-{t}"]["info"]["score"] == s["score"]
-    assert math.isclose(record["total_wall_s"], sum(s["wall_s"] for s in stages.values()), abs_tol=1e-6)
+    assert len(stages) == 2 + 2 * 2 * (1 + 2 * (1 + 3)) and all(s["status"] == "done" for s in stages.values())
+    for (a, s, t), sc in scores.items():
+        backbone, variant = a.rsplit("-", 1)
+        assert stages[f"{backbone}/{variant}/seed{s}/eval-{t}"]["info"]["score"] == sc["score"]
     readme = (study / "README.md").read_text()
-    assert record["command"] in readme
-    (line,) = [ln for ln in readme.splitlines() if ln.startswith("| vqav2-test |")]
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    prior = [p for p in stages["blind-prior"]["info"]["blind_prior"] if p["task"] == "vqa"][0]
-    assert cells[2] == f"{prior['score']:.2f}"
-    header = [c.strip() for c in next(ln for ln in readme.splitlines() if ln.startswith("| benchmark |")).strip("|").split("|")]
-    for s in (s for (m, t), s in scores.items() if t == "vqa"):
-        assert cells[header.index(_label(s))] == f"{s['score']:.2f}"
+    assert record["command"] in readme and "95 % bootstrap CI" in readme
 
 
 @pytest.mark.slow
 def test_study_is_deterministic_and_resumes_in_slices(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The same config run in slices (--stop-after 0: one stage per call, then --resume) gives the same files."""
+    """The same config run in slices (--stop-after 0: one stage per call, then --resume), in one process
+    instead of two workers, gives the same predictions."""
     argv = ["vlm", "study", "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), *SMALL,
-            "--backbones", "pythia-tiny", "--variants", "agnostic"]  # fmt: skip
+            "--backbones", "pythia-tiny", "--variants", "agnostic", "--seeds", "0", "--workers", "1"]  # fmt: skip
     code, err = _cli([*argv, "--stop-after", "0"], capsys)
     assert code == 0 and "rerun with --resume" in err
     record = json.loads((tmp_path / "out" / "study.json").read_text())
@@ -109,14 +111,13 @@ def test_study_is_deterministic_and_resumes_in_slices(study: Path, tmp_path: Pat
     assert code == 0, err
     record = json.loads((tmp_path / "out" / "study.json").read_text())
     assert record["status"] == "finished" and len(record["invocations"]) == 2
-    for t in TASKS:  # pythia-tiny / agnostic depends only on (world, seed, its own options): same predictions
-        a = study / "evals" / "pythia-tiny-agnostic" / t
-        b = tmp_path / "out" / "evals" / "pythia-tiny-agnostic" / t
+    for t in TASKS:  # pythia-tiny / agnostic / seed 0 depends only on (world, seed, its own options)
+        a = study / "evals" / "pythia-tiny-agnostic-s0" / t
+        b = tmp_path / "out" / "evals" / "pythia-tiny-agnostic-s0" / t
         assert (a / "predictions.jsonl").read_text().replace(str(study.parent / "runs"), "R") == (
             b / "predictions.jsonl"
         ).read_text().replace(str(tmp_path / "runs"), "R")
-        assert json.loads((a / "scores.json").read_text())["score"] == json.loads((b / "scores.json").read_text())["score"]
-    code, err = _cli([*argv[:-2], "--variants", "aware", "--resume"], capsys)
+    code, err = _cli([*argv[:-4], "--variants", "aware", "--seeds", "0", "--workers", "1", "--resume"], capsys)
     assert code == 2 and "different config" in err and "\n" not in err
     code, err = _cli([*argv, "--overwrite", "--stop-after", "0"], capsys)  # a study directory may be replaced
     assert code == 0 and not (tmp_path / "out" / "evals").exists()
@@ -128,7 +129,7 @@ def test_resolution_study_on_a_study_checkpoint(study: Path, tmp_path: Path, cap
     """`probes vlm resolution` (Fig. 3 helper) on a trained checkpoint: one eval per size, CSV rows = scores.json."""
     runs = study.parent / "runs"
     out = tmp_path / "res"
-    code, err = _cli(["vlm", "resolution", str(runs / "pythia-tiny-agnostic" / "stage2"), "--data", str(runs / "world"),
+    code, err = _cli(["vlm", "resolution", str(runs / "pythia-tiny-agnostic-s0" / "stage2"), "--data", str(runs / "world"),
                       "--task", "vqa", "--split", "test", "--sizes", "84,56,112", "--limit", "4", "--out", str(out)],
                      capsys)  # fmt: skip
     assert code == 0, err
@@ -138,6 +139,33 @@ def test_resolution_study_on_a_study_checkpoint(study: Path, tmp_path: Path, cap
         scores = json.loads(Path(r["path"]).read_text())
         assert scores["resolution"] == int(r["resolution"]) and float(r["score"]) == scores["score"] and scores["n"] == 4
     assert (out / "resolution.png").is_file() and (out / "resolution.pdf").is_file()
+
+
+def test_bootstrap_ci_on_hand_built_values() -> None:
+    """Identical items and seeds: the CI collapses on the mean; seeds that disagree widen it; the paired
+    difference of two arms with the same per-item values is exactly 0 in every resample."""
+    import numpy as np
+    from probes.analysis.vlm_study import Arm, Bench, StudyData, build_study_report
+
+    ids = tuple(str(i) for i in range(50))
+    bench = Bench("grounding", "grounding", "refcoco-test", "acc@iou>=0.5", ids)
+    arms = [Arm("pythia-tiny", "gpt_neox", "agnostic", (0, 1)), Arm("mamba-tiny", "mamba", "agnostic", (0, 1))]
+    flat = np.full((2, 50), 40.0)
+    split = np.vstack([np.zeros(50), np.full(50, 100.0)])
+    data = StudyData({"config": {"seeds": [0, 1]}}, [bench], arms,
+                     {(arms[0].label, bench.name): flat, (arms[1].label, bench.name): split},
+                     {bench.name: np.zeros((1, 50))}, {bench.name: "mean box"})  # fmt: skip
+    rep = build_study_report(data, n_boot=400)
+    e = rep.scores[(arms[0].label, bench.name)]
+    assert (e.value, e.lo, e.hi) == (40.0, 40.0, 40.0)
+    e = rep.scores[(arms[1].label, bench.name)]
+    assert e.value == 50.0 and e.lo == 0.0 and e.hi == 100.0  # a resample may hold one seed twice
+    (diff,) = rep.differences
+    assert diff[0] == "grounding" and diff[3].value == -10.0
+    assert rep.grounding_check["learned"] is False  # n = 50 < 200
+    same = StudyData(data.record, [bench], arms, {(a.label, bench.name): flat for a in arms}, data.prior, data.prior_rules)
+    (d,) = build_study_report(same, n_boot=100).differences
+    assert (d[3].value, d[3].lo, d[3].hi) == (0.0, 0.0, 0.0)
 
 
 def test_world_varies_the_first_turn(tmp_path: Path) -> None:
@@ -163,6 +191,10 @@ def test_world_varies_the_first_turn(tmp_path: Path) -> None:
         (["--backbones", "no-such-model"], "unknown model"),
         (["--tasks", "pope"], "no 'pope' benchmark"),
         (["--variants", "sideways"], "unknown variant"),
+        (["--seeds", "0,0"], "--seeds must name distinct"),
+        (["--seeds", "a"], "--seeds expects comma-separated integers"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--objects", "3-2"], "objects per image"),
         (["--n-images", "5"], "--n-images must be at least 10"),
         (["--connector", "conv"], "unknown connector"),
         (["--stage2-steps", "0"], "--stage2-steps must be at least 1"),

@@ -38,23 +38,37 @@ def _cfg(world: Path, out: Path, **kw) -> VLMTrainConfig:
 
 def test_pythia_stage1_then_stage2_and_generate(world: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    s1 = train(_cfg(world, tmp_path / "s1", lr=3e-3), show_progress=False)
+    s1 = train(_cfg(world, tmp_path / "s1", lr=3e-3))
     losses = _losses(s1)
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert json.loads((s1 / "summary.json").read_text())["status"] == "finished"
-    s2 = train(_cfg(world, tmp_path / "s2", stage=2, init_from=str(s1), max_steps=3, batch_size=2, task_aware=True), show_progress=False)
+    s2 = train(_cfg(world, tmp_path / "s2", stage=2, init_from=str(s1), max_steps=3, batch_size=2, task_aware=True))
     cfg = json.loads((s2 / "config.json").read_text())
-    assert cfg["train"]["lr"] == 2e-5 and cfg["vlm"]["task_aware"] is True and cfg["data"]["examples"] > cfg["data"]["sequences"]
+    assert cfg["train"]["lr"] == 2e-5 and cfg["vlm"]["task_aware"] == "aware" and cfg["data"]["examples"] > cfg["data"]["sequences"]
     vlm = load_vlm(s2 / "final")
     px = vlm.pixel_values([world / "images/COCO_synth_000000000001.png"] * 2)
     out = vlm.generate(px, ["the red circle", "how many objects are there?"], task_aware=True, max_new_tokens=3)
     assert len(out) == 2 and all(isinstance(s, str) for s in out)
 
 
+def test_stage_length_in_epochs_and_stage1_is_task_agnostic(world: Path, tmp_path: Path) -> None:
+    """A stage may be given in epochs of packed sequences; stage 1 trains task-agnostic whatever the order
+    (the paper moves the instruction in instruction tuning only), stage 2 with the order asked for."""
+    torch.set_num_threads(1)
+    cfg = _cfg(world, tmp_path / "ep", epochs=1.5, batch_size=4, task_aware="aware")
+    assert cfg.stage_order == "agnostic" and cfg.task_aware == "aware"
+    assert _cfg(world, tmp_path / "x", stage=2, task_aware=True).stage_order == "aware"
+    run = train(cfg)
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert data["total_steps"] == math.ceil(1.5 * data["sequences"] / 4)
+    assert json.loads((run / "summary.json").read_text())["max_steps"] == data["total_steps"]
+    assert cfg.total_steps(10) == 4 and _cfg(world, tmp_path / "y", max_steps=7).total_steps(10) == 7
+
+
 @pytest.mark.slow
 def test_mamba_tiny_trains_and_reloads(world: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    run = train(_cfg(world, tmp_path / "m", backbone="mamba-tiny", max_steps=2, batch_size=2), show_progress=False)
+    run = train(_cfg(world, tmp_path / "m", backbone="mamba-tiny", max_steps=2, batch_size=2))
     assert all(math.isfinite(x) for x in _losses(run))
     assert json.loads((run / "env.json").read_text())["mamba_path"] is not None
     vlm = load_vlm(run / "final")
@@ -65,41 +79,40 @@ def test_mamba_tiny_trains_and_reloads(world: Path, tmp_path: Path) -> None:
 
 def test_resume_is_exact(world: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    full = train(_cfg(world, tmp_path / "full", max_steps=4, batch_size=2), show_progress=False)
+    full = train(_cfg(world, tmp_path / "full", max_steps=4, batch_size=2))
     part = _cfg(world, tmp_path / "part", max_steps=4, batch_size=2)
-    train(part, show_progress=False, stop_after=2)
+    train(part, stop_after=2)
     assert json.loads((tmp_path / "part" / "summary.json").read_text())["status"] == "stopped"
-    train(part, show_progress=False)
+    train(part)
     a, b = load_file(str(full / "final/vision.safetensors")), load_file(str(tmp_path / "part/final/vision.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _losses(full) == _losses(tmp_path / "part")
     with pytest.raises(UserError, match="different config"):
-        train(_cfg(world, tmp_path / "part", max_steps=5, batch_size=2), show_progress=False)
+        train(_cfg(world, tmp_path / "part", max_steps=5, batch_size=2))
 
 
 def test_bad_inputs_are_one_line_user_errors(world: Path, tmp_path: Path) -> None:
     for kw, msg in [({"encoder": "resnet"}, "unknown vision encoder"), ({"connector": "linear"}, "unknown connector"),
                     ({"bogus": 1}, "bogus"), ({"data": str(tmp_path / "none")}, "not found")]:
         with pytest.raises(UserError, match=msg) as exc:
-            train(_cfg(world, tmp_path / "bad", **kw), show_progress=False)
+            train(_cfg(world, tmp_path / "bad", **kw))
         assert "\n" not in str(exc.value)
     assert not (tmp_path / "bad").exists()
     data = json.loads((world / "llava_pretrain.json").read_text())
     data[0]["image"] = "images/missing.png"
     (tmp_path / "d.json").write_text(json.dumps(data))
     with pytest.raises(UserError, match="image file not found"):
-        train(_cfg(world, tmp_path / "bad2", data=str(tmp_path / "d.json"), image_root=str(world)), show_progress=False)
+        train(_cfg(world, tmp_path / "bad2", data=str(tmp_path / "d.json"), image_root=str(world)))
 
 
 @pytest.mark.slow
 def test_two_processes_through_accelerate_match_one(world: Path, tmp_path: Path) -> None:
     """torchrun starts 2 CPU processes; accelerate picks MULTI_CPU (gloo). Equal-weight examples per process
     make the averaged gradient equal to the single-process one, so the losses agree."""
-    probes = Path(sys.executable).parent / "probes"
     args = ["vlm", "train", "--stage", "1", "--data", str(world), "--max-steps", "3", "--batch-size", "4", "--log-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577", str(probes)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577", "-m", "probes"]
     subprocess.run(cmd + args + ["--out", str(tmp_path / "ddp")], check=True, env=env, capture_output=True, timeout=120)
-    subprocess.run([str(probes), *args, "--out", str(tmp_path / "one")], check=True, env=env, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "probes", *args, "--out", str(tmp_path / "one")], check=True, env=env, capture_output=True, timeout=120)
     assert json.loads((tmp_path / "ddp" / "env.json").read_text())["num_processes"] == 2
     assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)

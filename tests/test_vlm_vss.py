@@ -1,4 +1,4 @@
-"""VL-Mamba VSS connectors: scan orders, shapes, non-causality and gradient flow."""
+"""VL-Mamba VSS connectors: scan orders, shapes, non-causality, gradient flow, and Eqs. 5-6 on tiny tensors."""
 
 from __future__ import annotations
 
@@ -38,9 +38,55 @@ def test_connector_shapes_and_gradients_reach_every_parameter(name: str) -> None
     assert missing == []
 
 
-def test_csm_has_four_mixers_bsm_two() -> None:
-    assert len(build_vss_connector("vss-l2-csm", 8, 8, 3, **KW).vss.mixers) == 4
-    assert len(build_vss_connector("vss-mlp-bsm", 8, 8, 3, **KW).vss.mixers) == 2
+def test_one_mamba_layer_is_shared_by_the_scan_directions() -> None:
+    """VL-Mamba §3.2: "the VSS module consists of a 2D vision scan mechanism and one mamba layer"."""
+    for name in VSS_CONNECTORS:
+        assert len(build_vss_connector(name, 8, 8, 3, **KW).vss.mixers) == 1
+    assert len(build_vss_connector("vss-l2-csm", 8, 8, 3, legacy=True, **KW).vss.mixers) == 4
+    assert len(build_vss_connector("vss-mlp-bsm", 8, 8, 3, legacy=True, **KW).vss.mixers) == 2
+
+
+def _bsm(conn: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+    m = conn.vss.mixers[0]
+    return m(h) + m(h.flip(1)).flip(1)
+
+
+def test_vss_mlp_follows_eq5_on_a_tiny_tensor() -> None:
+    """Eq. 5: V_scan = VSS(V); V_out = MLP(Norm(V_scan + V)) — skip and norm *after* the scan."""
+    torch.manual_seed(0)
+    conn = build_vss_connector("vss-mlp-bsm", 6, 5, (2, 2), **KW)
+    x = torch.randn(2, 4, 6)
+    expected = conn.mlp(torch.nn.functional.layer_norm(_bsm(conn, x) + x, (6,), conn.norm.weight, conn.norm.bias))
+    torch.testing.assert_close(conn(x), expected)
+    assert conn.vss.norm is None  # no norm before the scan
+
+
+def test_vss_l2_follows_eq6_on_a_tiny_tensor() -> None:
+    """Eq. 6: V' = Linear(V); V_scan = VSS(GELU(V')); V_out = Linear(Norm(V_scan + V')) — the skip adds V'."""
+    torch.manual_seed(0)
+    conn = build_vss_connector("vss-l2-csm", 6, 5, (2, 2), **KW)
+    x = torch.randn(2, 4, 6)
+    v = x @ conn.proj_in.weight.T + conn.proj_in.bias
+    g = torch.nn.functional.gelu(v)
+    m = conn.vss.mixers[0]
+    perm = torch.tensor([0, 2, 1, 3])  # column-major on a 2x2 grid
+    col = torch.empty_like(g)
+    col[:, perm] = m(g[:, perm])
+    col_rev = torch.empty_like(g)
+    col_rev[:, perm.flip(0)] = m(g[:, perm.flip(0)])
+    scan = m(g) + m(g.flip(1)).flip(1) + col + col_rev
+    expected = conn.proj_out(torch.nn.functional.layer_norm(scan + v, (5,), conn.norm.weight, conn.norm.bias))
+    torch.testing.assert_close(conn(x), expected)
+
+
+def test_legacy_variant_keeps_the_old_prenorm_residual_block() -> None:
+    torch.manual_seed(0)
+    conn = build_vss_connector("vss-l2-bsm", 6, 5, (2, 2), legacy=True, **KW)
+    x = torch.randn(1, 4, 6)
+    g = torch.nn.functional.gelu(conn.proj_in(x))
+    h = conn.vss.norm(g)
+    vss = g + conn.vss.mixers[0](h) + conn.vss.mixers[1](h.flip(1)).flip(1)
+    torch.testing.assert_close(conn(x), conn.proj_out(vss))
 
 
 def _influence(block: torch.nn.Module, n: int, dim: int, src: int, dst: int) -> float:

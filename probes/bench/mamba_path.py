@@ -1,8 +1,19 @@
-"""Which Mamba implementation runs, and what a grounding training step costs on each available one.
+"""Every Mamba-1 scan implementation present on this machine, timed side by side on the grounding step.
 
-Paths: ``mamba-ssm`` (CUDA kernels, only when the package imports and the model is on CUDA),
-``probes-fast-scan`` (our chunked PyTorch scan), ``transformers-sequential`` (the per-time-step reference
-loop, slow: timed for one step only, or skipped).
+Paths (the names a run records as `mamba_path`):
+
+* ``mamba-ssm``: transformers' kernel path; CUDA, and only when the `mamba_ssm` package imports.
+* ``probes-triton``: our Triton kernels (`probes.ssm.triton_scan`); CUDA. On a CPU they would run only through
+  Triton's interpreter, a correctness tool, so they are listed as absent there.
+* ``probes-fast-scan``: our chunked PyTorch scan; any device.
+* ``transformers-mambapy``: transformers' parallel scan from the `mambapy` package (`use_mambapy=True`), when
+  that package is installed and mamba-ssm is not (transformers prefers the kernels).
+* ``transformers-sequential``: transformers' per-time-step loop. Slow: timed for one step without warm-up, or
+  skipped with ``skip_slow``.
+
+Each path gets its own copy of the same seeded model, a fixed batch and AdamW; the steps are interleaved
+(`A B C A B C …`) after a warm-up each, so machine load hits all of them alike. Peak memory is the CUDA
+allocator's peak during one step (above what is resident), or on a CPU the bytes saved for backward.
 """
 
 from __future__ import annotations
@@ -12,10 +23,49 @@ from typing import Any
 
 import torch
 
-from probes.ssm.patch import FAST_SCAN, MAMBA_SSM, SEQUENTIAL
+from probes.errors import UserError
+from probes.ssm.patch import FAST_SCAN, MAMBA_SSM, SEQUENTIAL, TRITON_SCAN, enable_fast_path
+from probes.ssm.triton_scan import triton_available
 
-from .probe import Stepper, build_probe, train_batch
+from .probe import Probe, Stepper, build_probe, train_batch
 from .timing import interleaved_medians, timed
+
+MAMBAPY = "transformers-mambapy"
+ALL_PATHS = (MAMBA_SSM, TRITON_SCAN, FAST_SCAN, MAMBAPY, SEQUENTIAL)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def path_availability(device: torch.device) -> dict[str, str | None]:
+    """For each path: None if it can run here, else why not (one line)."""
+    cuda = device.type == "cuda"
+    kernels = _installed("mamba_ssm")
+    return {
+        MAMBA_SSM: None if cuda and kernels else ("needs CUDA" if not cuda else "mamba-ssm is not installed"),
+        TRITON_SCAN: None if cuda and triton_available() else (
+            "needs CUDA (on a CPU only Triton's interpreter could run it)" if not cuda else "triton is not installed"),
+        FAST_SCAN: None,
+        MAMBAPY: None if _installed("mambapy") and not (cuda and kernels) else (
+            "mambapy is not installed" if not _installed("mambapy") else "mamba-ssm takes precedence on CUDA"),
+        SEQUENTIAL: None if not (cuda and kernels) else "mamba-ssm takes precedence on CUDA",
+    }
+
+
+def _probe_for(path: str, model: str, length: int, device: torch.device) -> Probe:
+    """A probe whose Mamba mixers run `path` (same seed, so the same weights for every path)."""
+    probe = build_probe(model, length, device, fast_path=False)
+    if path in (TRITON_SCAN, FAST_SCAN):
+        probe.mamba_path = enable_fast_path(probe.model, scan=path)
+    elif path == MAMBAPY:
+        for module in probe.model.modules():
+            if hasattr(module, "use_mambapy"):
+                module.use_mambapy = True
+        probe.mamba_path = MAMBAPY
+    if path != MAMBAPY and probe.mamba_path != path:
+        raise UserError(f"{model}: asked for the {path} path, the model runs {probe.mamba_path}")
+    return probe
 
 
 def bench_mamba_path(
@@ -25,32 +75,56 @@ def bench_mamba_path(
     steps: int = 3,
     skip_slow: bool = False,
     device: torch.device = torch.device("cpu"),
+    paths: list[str] | None = None,
 ) -> dict[str, Any]:
-    kernels_installed = importlib.util.find_spec("mamba_ssm") is not None
-    default = build_probe(model, length, device)  # what the trainer would run here
-    rows: list[dict[str, Any]] = []
-    batch = train_batch(default, length, batch_size)
-    runners = {default.mamba_path or "none": Stepper(default, batch)}
-    ms = interleaved_medians({k: s.step for k, s in runners.items()}, device, steps, 1)
-    for path, seconds in ms.items():
-        rows.append({"path": path, "available": True, "ms_per_step": 1000 * seconds, "steps_timed": steps})
-    if default.mamba_path == MAMBA_SSM:
-        rows.append({"path": FAST_SCAN, "available": False, "ms_per_step": None, "steps_timed": 0,
-                     "note": "the fast path defers to mamba-ssm on CUDA when its kernels import"})
-    if skip_slow:
-        rows.append({"path": SEQUENTIAL, "available": True, "ms_per_step": None, "steps_timed": 0, "note": "skipped (--skip-slow)"})
-    else:
-        slow = build_probe(model, length, device, fast_path=False)
-        stepper = Stepper(slow, train_batch(slow, length, batch_size))
-        rows.append({"path": slow.mamba_path, "available": True, "ms_per_step": 1000 * timed(stepper.step, device),
-                     "steps_timed": 1, "note": "one step, no warm-up"})
-    base = rows[0]["ms_per_step"]
-    for row in rows:
-        row["ratio_to_default"] = None if row["ms_per_step"] is None else row["ms_per_step"] / base
+    """Rows per path: ms/step (median of interleaved steps), peak step memory, ratio to the default path."""
+    wanted = list(paths) if paths else list(ALL_PATHS)
+    unknown = sorted(set(wanted) - set(ALL_PATHS))
+    if unknown:
+        raise UserError(f"unknown Mamba path(s) {unknown}; choose from {', '.join(ALL_PATHS)}")
+    why_not = path_availability(device)
+    default_probe = build_probe(model, length, device)  # what the trainer would run here
+    if default_probe.mamba_path is None or default_probe.mamba_path not in ALL_PATHS:
+        raise UserError(f"{model} has no Mamba-1 mixers (path {default_probe.mamba_path}); nothing to compare")
+    default = default_probe.mamba_path
+    del default_probe
+
+    fast_steppers: dict[str, Stepper] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for path in wanted:
+        if why_not[path] is not None:
+            rows[path] = {"path": path, "available": False, "note": why_not[path]}
+        elif path == SEQUENTIAL and skip_slow:
+            rows[path] = {"path": path, "available": True, "note": "skipped (--skip-slow)"}
+        elif path != SEQUENTIAL:
+            probe = _probe_for(path, model, length, device)
+            fast_steppers[path] = Stepper(probe, train_batch(probe, length, batch_size))
+    seconds = interleaved_medians({p: s.step for p, s in fast_steppers.items()}, device, steps, 1)
+    for path, stepper in fast_steppers.items():
+        memory, kind = stepper.step_memory()
+        rows[path] = {"path": path, "available": True, "ms_per_step": 1000 * seconds[path], "steps_timed": steps,
+                      "peak_step_memory_bytes": memory, "memory_kind": kind}
+    fast_steppers.clear()
+    if SEQUENTIAL in wanted and SEQUENTIAL not in rows:
+        probe = _probe_for(SEQUENTIAL, model, length, device)
+        stepper = Stepper(probe, train_batch(probe, length, batch_size))
+        rows[SEQUENTIAL] = {"path": SEQUENTIAL, "available": True, "ms_per_step": 1000 * timed(stepper.step, device),
+                            "steps_timed": 1, "note": "one step, no warm-up"}
+        rows[SEQUENTIAL]["peak_step_memory_bytes"], rows[SEQUENTIAL]["memory_kind"] = stepper.step_memory()
+    ordered = [rows[p] for p in ALL_PATHS if p in rows]
+    base = rows.get(default, {}).get("ms_per_step")
+    for row in ordered:
+        row.setdefault("ms_per_step", None)
+        row.setdefault("steps_timed", 0)
+        row.setdefault("peak_step_memory_bytes", None)
+        row["default"] = row["path"] == default
+        ms = row["ms_per_step"]
+        row["ratio_to_default"] = None if ms is None or base is None else ms / base
     return {
-        "config": {"model": model, "len": length, "batch": batch_size, "steps": steps},
-        "mamba_ssm_installed": kernels_installed,
+        "config": {"model": model, "len": length, "batch": batch_size, "steps": steps, "paths": wanted},
+        "mamba_ssm_installed": _installed("mamba_ssm"),
+        "mambapy_installed": _installed("mambapy"),
         "cuda": device.type == "cuda",
-        "default_path": default.mamba_path,
-        "rows": rows,
+        "default_path": default,
+        "rows": ordered,
     }

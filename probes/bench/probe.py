@@ -82,7 +82,8 @@ class Stepper:
     def __init__(self, probe: Probe, batch: Batch) -> None:
         self.probe = probe
         self.batch = batch
-        self.optimizer = torch.optim.AdamW(probe.model.parameters(), lr=1e-4)
+        # fused on CUDA, like the trainer (probes/train/loop.py): one kernel per step instead of one per tensor
+        self.optimizer = torch.optim.AdamW(probe.model.parameters(), lr=1e-4, fused=probe.device.type == "cuda")
 
     def forward_backward(self) -> None:
         p, b = self.probe, self.batch

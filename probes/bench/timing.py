@@ -121,3 +121,12 @@ def cuda_step_peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
     fn()
     sync(device)
     return int(torch.cuda.max_memory_allocated(device) - before)
+
+
+def cuda_total_peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak bytes allocated during ``fn()`` in total (resident weights and optimizer state included)."""
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    sync(device)
+    return int(torch.cuda.max_memory_allocated(device))

@@ -8,12 +8,14 @@ checkpoint, runs that started without a checkpoint restarted, runs a live worker
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from probes.errors import UserError
 from probes.train.grid import PlannedRun
@@ -87,25 +89,39 @@ def plan_launch(
     return LaunchPlan("slurm", slurm=opts, wait=wait)
 
 
-def launch_grid(plan: LaunchPlan, runs: list[PlannedRun], *, console: Console | None = None) -> list[RunResult] | None:
+def _plain_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True))
+
+
+def launch_grid(
+    plan: LaunchPlan,
+    runs: list[PlannedRun],
+    *,
+    console: Console | None = None,
+    progress: Callable[[], Progress] | None = None,
+    on_done: Callable[[RunResult], None] | None = None,
+) -> list[RunResult] | None:
     """Run ``runs`` with the ``local`` queue or submit them to SLURM; print each ending and a status table.
 
     Local launches block until every run ended; SLURM launches return after submission (``None``) unless
-    ``plan.wait``. Results come back in the order of ``runs``.
+    ``plan.wait``. Results come back in the order of ``runs``. ``progress`` makes the progress display (the
+    CLI passes its own; the library never imports the CLI). ``on_done`` is called with each run that ended
+    (local launcher, or SLURM with ``wait``), e.g. to mirror its metrics into trackers.
     """
     console = console or Console(stderr=True)
     if plan.launcher == "local":
-        from probes.cli.common import progress_bar
-
         from .local import launch_local
 
         try:
-            with progress_bar() as bar:
+            with (progress or _plain_progress)() as bar:
                 task = bar.add_task(f"{len(runs)} run(s) on {len(plan.devices)} slot(s)", total=len(runs))
 
                 def on_event(result: RunResult) -> None:
                     bar.console.print(describe(result))
                     bar.advance(task)
+                    if on_done is not None:
+                        on_done(result)
 
                 results: list[RunResult] | None = launch_local(runs, plan.devices, threads=plan.threads,
                                                                on_event=on_event)
@@ -131,6 +147,8 @@ def launch_grid(plan: LaunchPlan, runs: list[PlannedRun], *, console: Console | 
         if results is not None:
             for r in results:
                 console.print(describe(r))
+                if on_done is not None:
+                    on_done(r)
     else:
         raise UserError(f"unknown launcher {plan.launcher!r}: use local or slurm")
     if results is not None:
@@ -141,8 +159,8 @@ def launch_grid(plan: LaunchPlan, runs: list[PlannedRun], *, console: Console | 
 def describe(result: RunResult) -> str:
     """One line of rich markup for a run that ended (or was skipped)."""
     name = escape(result.run_dir.name)
-    if result.status == "failed":
-        return f"[red]failed[/] {name}: {escape(result.error or '')}"
+    if result.status in ("failed", "diverged"):
+        return f"[red]{result.status}[/] {name}: {escape(result.error or '')}"
     if result.status in ("finished", "skipped"):
         outcome = ("threshold not reached" if result.steps_to_threshold is None
                    else f"threshold at step {result.steps_to_threshold}")

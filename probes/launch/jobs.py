@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import json
 import os
 import signal
 import sys
@@ -29,8 +28,10 @@ from typing import Any
 
 from probes.errors import UserError
 from probes.io import atomic_write_json, ensure_writable_dir
+from probes.train import layout
 from probes.train.config import run_config_from_dict
 from probes.train.grid import PlannedRun
+from probes.train.lock import RunLocked, lock_state
 
 LAUNCH_DIR = ".launch"
 WORKER_LOG = "worker.log"  # the tail of the worker's output, written into the run directory
@@ -86,7 +87,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def is_running(run_dir: Path) -> bool:
-    """True when a live worker holds the run's lock (never creates the lock file)."""
+    """True when a live worker holds the run's launch lock, or any process its writer lock (never creates
+    a lock file)."""
+    if lock_state(run_dir) == "held":
+        return True
     try:
         fd = os.open(lock_path(run_dir), os.O_RDONLY)
     except OSError:
@@ -103,14 +107,12 @@ def is_running(run_dir: Path) -> bool:
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / d / "state.json").is_file() for d in ("checkpoint", "checkpoint.old"))
+    return layout.has_checkpoint(run_dir)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
+    """The summary, or None when it is missing or not a JSON object (a garbage file is no summary)."""
+    return layout.read_json_or_none(run_dir / "summary.json")
 
 
 def decide(run_dir: Path) -> Action:
@@ -119,7 +121,7 @@ def decide(run_dir: Path) -> Action:
         return Action.SKIP
     if has_checkpoint(run_dir):
         return Action.RESUME
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if layout.has_content(run_dir):  # the writer lock file alone is not content
         return Action.RESTART
     return Action.FRESH
 
@@ -141,13 +143,18 @@ def check_launchable(runs: list[PlannedRun]) -> None:
             raise UserError(f"run directory {p.run_dir} exists and is not a directory")
         saved = p.run_dir / "config.json"
         if saved.is_file():
+            data = layout.read_json_or_none(saved)
             try:
-                same = run_config_from_dict(json.loads(saved.read_text())) == p.config
-            except (OSError, ValueError, UserError):
+                same = data is not None and run_config_from_dict(data) == p.config
+            except UserError:
                 same = False
             if not same:
+                diffs = "" if data is None else "; ".join(
+                    layout.config_differences(data, p.config.to_dict(), ignore=("model.family", "model.n_params"))
+                )
                 raise UserError(
-                    f"{p.run_dir} holds a run with a different configuration; delete it or choose another --out"
+                    f"{p.run_dir} holds a run with a different configuration"
+                    f"{f' ({diffs})' if diffs else ' (its config.json is unreadable)'}; delete it or choose another --out"
                 )
 
 
@@ -168,7 +175,7 @@ def mark_failed(run_dir: Path, error: str, status: str = "failed") -> None:
     }
     if summary.get("status") == "finished":  # it ended well before whatever stopped the worker
         return
-    if summary.get("status") in ("failed", "interrupted") and summary.get("error") is not None:
+    if summary.get("status") in ("failed", "interrupted", "diverged") and summary.get("error") is not None:
         return
     ensure_writable_dir(run_dir)
     atomic_write_json(run_dir / "summary.json", {**summary, "status": status, "error": error})
@@ -186,7 +193,8 @@ def result_of(run_dir: Path, skipped: bool = False) -> RunResult:
 def execute(run_dir: str | Path, config: dict[str, Any], *, sigterm_interrupts: bool = True) -> dict[str, Any]:
     """Run (or resume, or skip) one job in this process; the entry point of both launchers' workers.
 
-    Raises :class:`RunBusy` (touching nothing) when another worker holds the run. A failure before the
+    Raises :class:`RunBusy` (touching nothing) when another worker holds the run, and
+    :class:`probes.train.lock.RunLocked` when another process writes its directory. A failure before the
     trainer wrote a summary (e.g. an unknown model) is recorded as a failed summary so that ``probes status``
     and the launchers see it; the exception is re-raised for the caller's exit code. ``SystemExit`` (how
     submitit leaves a task it requeued after a time-out or preemption) leaves the run ``interrupted``.
@@ -204,6 +212,8 @@ def execute(run_dir: str | Path, config: dict[str, Any], *, sigterm_interrupts: 
         try:
             cfg = run_config_from_dict(config)
             return run(cfg, run_dir, resume=action is Action.RESUME, overwrite=action is Action.RESTART)
+        except RunLocked:  # another writer (e.g. a `probes synth` without launcher) owns it: touch nothing
+            raise
         except KeyboardInterrupt:
             mark_failed(run_dir, "interrupted", status="interrupted")
             raise

@@ -1,20 +1,31 @@
 """The state of every run of a grid, read from the run directories alone (no launcher or scheduler state).
 
-A run directory is any non-hidden sub-directory of RUNS_DIR, plus any run a launcher planned in
-``RUNS_DIR/.launch/``. States: ``pending`` (planned, no metrics yet), ``running``, ``finished``,
-``interrupted``, ``failed`` — from ``summary.json``, or ``running`` when only ``metrics.jsonl`` exists
-(docs/CONTRACTS.md).
+A run directory is a non-hidden sub-directory of RUNS_DIR that a trainer wrote (config, summary, metrics,
+writer lock or checkpoint), plus any run a launcher planned in ``RUNS_DIR/.launch/``; other directories are
+not listed (``probes status /etc`` says there is no run directory). States: ``pending`` (planned, nothing
+written yet), ``running``, ``finished``, ``interrupted``, ``failed``, ``diverged`` (non-finite loss), and
+``dead``: the summary says running but no process writes the run any more (killed by SIGKILL or the OOM
+killer, or the machine went down); ``--resume`` continues it from its last checkpoint.
+
+``running`` is never taken from ``summary.json`` alone (issue 14, point 3). The writer lock
+(:mod:`probes.train.lock`) decides: held means a live writer. Where it cannot tell (no lock file, a
+filesystem without ``flock``, or a writer on another host whose lock this host may not see), the summary's
+heartbeat decides: a run whose heartbeat is older than :data:`STALE_S` is dead.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
 
 from probes.errors import UserError
+from probes.io import host_name
+from probes.train.layout import is_run_dir
+from probes.train.lock import lock_state, read_holder
 
 from .jobs import LAUNCH_DIR, WORKER_LOG, last_error_line, read_summary
 
@@ -33,7 +44,7 @@ class RunState:
 def run_dirs(runs_dir: Path) -> list[Path]:
     if not runs_dir.is_dir():
         raise UserError(f"{runs_dir} is not a directory")
-    found = {p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    found = {p for p in runs_dir.iterdir() if not p.name.startswith(".") and is_run_dir(p)}
     launch = runs_dir / LAUNCH_DIR
     if launch.is_dir():
         found |= {runs_dir / p.stem for p in launch.glob("*.json")}
@@ -65,20 +76,54 @@ def _last_step(run_dir: Path) -> int | None:
     return None
 
 
+def _liveness(run_dir: Path, summary: dict | None) -> tuple[bool, str]:
+    """(is a writer alive?, detail) from the writer lock, else from the heartbeat's age."""
+    lock = lock_state(run_dir)
+    heartbeat = summary.get("heartbeat") if summary else None
+    age = time.time() - heartbeat if isinstance(heartbeat, (int, float)) else None
+    seen = "" if age is None else f"heartbeat {_ago(age)} ago"
+    if lock == "held":
+        return True, seen
+    holder = read_holder(run_dir) or {}
+    remote = bool(holder.get("host")) and holder.get("host") != host_name()
+    if (lock == "unknown" or remote) and age is not None and age < STALE_S:
+        return True, f"{seen} on {holder.get('host')}" if remote else seen
+    why = "no writer holds it" if lock == "free" else "no heartbeat"
+    return False, f"{why}; {seen}; resume with --resume" if seen else f"{why}; resume with --resume"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def read_state(run_dir: Path) -> RunState:
     summary = read_summary(run_dir)
     max_steps = _max_steps(run_dir)
+    garbage = summary is None and (run_dir / "summary.json").exists()
     if summary is None:
         step = _last_step(run_dir)
-        if step is None and not (run_dir / "config.json").exists():
+        if step is None and not (run_dir / "config.json").exists() and not garbage:
             return RunState(run_dir.name, "pending", None, max_steps, None, None, "")
-        return RunState(run_dir.name, "running", step, max_steps, None, None, "")
-    state = summary.get("status", "running")
+        alive, detail = _liveness(run_dir, None)
+        if garbage:
+            detail = "summary.json is unreadable" + (f"; {detail}" if detail else "")
+        return RunState(run_dir.name, "running" if alive else "dead", step, max_steps, None, None, detail)
+    state = str(summary.get("status", "running"))
     steps = summary.get("steps_done")
+    liveness = ""
     if state == "running":
         steps = max(steps or 0, _last_step(run_dir) or 0)
-    if state == "failed":
+        alive, liveness = _liveness(run_dir, summary)
+        state = "running" if alive else "dead"
+    if state in ("failed", "diverged"):
         detail = summary.get("error") or _last_log_line(run_dir) or "failed"
+    elif state in ("running", "dead"):
+        detail = liveness
     elif summary.get("reached"):
         detail = f"reached {summary.get('threshold')} at step {summary.get('steps_to_threshold')}"
     elif state == "finished":
@@ -86,9 +131,17 @@ def read_state(run_dir: Path) -> RunState:
     else:
         detail = summary.get("error") or ""
     return RunState(
-        run_dir.name, state, steps, summary.get("max_steps") or max_steps, summary.get("steps_to_threshold"),
-        summary.get("final_acc"), detail,
+        run_dir.name, state, _int(steps), _int(summary.get("max_steps")) or max_steps,
+        _int(summary.get("steps_to_threshold")), _float(summary.get("final_acc")), str(detail),
     )
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _float(v: object) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _last_log_line(run_dir: Path) -> str | None:
@@ -105,7 +158,9 @@ def collect(runs_dir: Path) -> list[RunState]:
     return [read_state(d) for d in dirs]
 
 
-STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "interrupted": "yellow", "failed": "red"}
+STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "interrupted": "yellow", "dead": "yellow",
+         "failed": "red", "diverged": "red"}
+STALE_S = 600.0  # a heartbeat older than this (10 trainer heartbeat periods) means the writer is gone
 
 
 def status_table(states: list[RunState], title: str = "") -> Table:

@@ -3,7 +3,8 @@
 Runs one job in its own process (the launcher sets ``CUDA_VISIBLE_DEVICES``), so a crash, an out-of-memory
 error or a kill takes down one run and never the others. Exit codes: 0 finished or skipped, 130
 interrupted (SIGTERM / Ctrl-C, resumable), 2 a user error, 3 another process is running this run (left
-alone), 1 anything else; the last stderr line says why.
+alone; also when another process, such as a `probes synth` without launcher, writes the run directory),
+1 anything else (a diverged run exits 2: its summary says ``diverged``); the last stderr line says why.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from probes.errors import UserError
+from probes.train.lock import RunLocked
 
 from .jobs import BUSY_EXIT, RunBusy, eprint, execute
 
@@ -23,13 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         eprint("usage: python -m probes.launch.worker SPEC_JSON")
         return 2
-    spec = json.loads(Path(args[0]).read_text())
+    try:
+        spec = json.loads(Path(args[0]).read_text())
+        spec["run_dir"], spec["config"]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        eprint(f"error: launch spec {args[0]} cannot be used: {exc}")
+        return 2
     try:
         summary = execute(spec["run_dir"], spec["config"])
     except KeyboardInterrupt:
         eprint("error: interrupted")
         return 130
-    except RunBusy as exc:
+    except (RunBusy, RunLocked) as exc:
         eprint(f"error: {exc}")
         return BUSY_EXIT
     except UserError as exc:

@@ -1,14 +1,20 @@
 """Run configuration: what a probe run is, as recorded in its run directory (SPEC §2 defaults).
 
-Dataclasses reject unknown keys on construction (``TypeError``), which :func:`run_config_from_dict` turns
-into a one-line :class:`UserError`, so a typo in a resumed config never silently changes a run.
+One config system: these are pydantic dataclasses (like the VLM's pydantic models), so every field is
+type-checked on construction (``--init-seed 1.7`` or ``lr: inf`` are errors, not truncations), unknown keys are
+rejected (a typo in a config file or a resumed ``config.json`` never silently changes a run), and they still
+construct positionally and work with :func:`dataclasses.asdict` / :func:`dataclasses.replace`.
+:func:`run_config_from_dict` turns any validation error into a one-line :class:`UserError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
+
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
 
 from probes.errors import UserError
 
@@ -16,21 +22,24 @@ SCHEMA_VERSION = 1
 PAPER_LRS: tuple[float, ...] = (1e-5, 5e-5, 1e-4)
 PAPER_INIT_SEEDS: tuple[int, ...] = (0, 1, 2)
 
+# extra="forbid": unknown keys are errors; allow_inf_nan=False: an lr of inf or nan is refused up front
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=STRICT)
 class ModelSpec:
     name: str = "pythia-tiny"
     init_strategy: str = "mean"
     init_seed: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class TaskSpec:
     name: str = "grounding"
     params: dict[str, Any] = field(default_factory=dict)  # the task config's fields except context_offset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class TrainConfig:
     lr: float = 1e-4
     batch_size: int = 64
@@ -56,8 +65,13 @@ class TrainConfig:
             (self.max_steps >= 1, f"max steps must be >= 1 (got {self.max_steps})"),
             (self.eval_every is None or self.eval_every >= 1, "eval_every must be >= 1"),
             (self.eval_samples >= 1, f"eval samples must be >= 1 (got {self.eval_samples})"),
+            (self.eval_batch_size >= 1, f"eval batch size must be >= 1 (got {self.eval_batch_size})"),
             (0 < self.threshold <= 1, f"threshold must be in (0, 1] (got {self.threshold})"),
             (self.n_train >= self.batch_size, "n_train must be at least one batch"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0 (got {self.weight_decay})"),
+            (all(0 <= b < 1 for b in self.betas), f"betas must be in [0, 1) (got {self.betas})"),
+            (self.warmup_steps >= 0, f"warmup steps must be >= 0 (got {self.warmup_steps})"),
+            (self.train_log_every >= 1, f"train_log_every must be >= 1 (got {self.train_log_every})"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -68,7 +82,7 @@ class TrainConfig:
         return self.eval_every if self.eval_every is not None else max(1, self.max_steps // 100)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RunConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
     task: TaskSpec = field(default_factory=TaskSpec)
@@ -79,8 +93,20 @@ class RunConfig:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
 
 
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as one line: ``train.lr: Input should be a finite number``."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+    value = err.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+    msg = str(err.get("msg", exc)).removeprefix("Value error, ")
+    return f"{where + ': ' if where else ''}{msg}{shown}"
+
+
 def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
-    """Inverse of :meth:`RunConfig.to_dict`; unknown or missing-typed keys are a one-line error."""
+    """Inverse of :meth:`RunConfig.to_dict`; unknown or mistyped keys are a one-line error."""
+    if not isinstance(d, dict):
+        raise UserError("run config is not valid: expected a JSON object")
     d = dict(d)
     version = d.pop("schema_version", None)
     if version != SCHEMA_VERSION:
@@ -90,10 +116,12 @@ def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
         task = dict(d.pop("task"))
         train = dict(d.pop("train"))
         model.pop("family", None), model.pop("n_params", None)  # informational fields written by the trainer
-        if "betas" in train:
+        if "betas" in train and isinstance(train["betas"], list):
             train["betas"] = tuple(train["betas"])
         return RunConfig(ModelSpec(**model), TaskSpec(**task), TrainConfig(**train), **d)
-    except (TypeError, KeyError) as exc:
+    except ValidationError as exc:
+        raise UserError(f"run config is not valid: {validation_message(exc)}") from None
+    except (TypeError, KeyError, ValueError) as exc:
         raise UserError(f"run config is not valid: {exc}") from None
 
 

@@ -17,7 +17,7 @@ from .forward import target_logits
 class EvalResult:
     loss: float
     accuracy: float
-    per_position_acc: list[float]
+    per_position_acc: list[float | None]  # None: no held-out sample had this target position (not 0.0)
     per_position_count: list[int]
 
 
@@ -53,9 +53,10 @@ def evaluate(
     model.train(was_training)
     total = float(counts.sum())
     per = (hits / counts.clamp(min=1)).tolist()
+    measured = (counts > 0).tolist()
     return EvalResult(
         loss=float(loss_sum) / total,
         accuracy=float(hits.sum()) / total,
-        per_position_acc=[round(p, 6) for p in per],
+        per_position_acc=[round(p, 6) if m else None for p, m in zip(per, measured, strict=True)],
         per_position_count=[int(c) for c in counts.tolist()],
     )

@@ -7,7 +7,8 @@ sees the same samples in the same order, and a resumed run replays exactly the s
 
 from __future__ import annotations
 
-import json
+import contextlib
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from probes.errors import UserError
+from probes.io import atomic_write_json
 from probes.models.registry import load_backbone
 from probes.models.resize import add_tokens
 from probes.synthetic.base import ProbeTask, TaskConfigError
@@ -23,9 +25,10 @@ from probes.synthetic.registry import build_task
 
 from . import rundir
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, run_config_from_dict
+from .config import RunConfig
 from .evaluate import evaluate
 from .forward import loss_and_correct, target_logits
+from .lock import writer_lock
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 BASE_MODEL_SEED = 0  # presets: the "pretrained" weights are the same for every lr / init seed of a grid
@@ -102,6 +105,34 @@ def _disjoint_record(task: ProbeTask, cfg: RunConfig) -> dict[str, Any]:
     return {"checked": True, **result}
 
 
+class RunDiverged(UserError):
+    """The training loss became NaN or infinite: the run stops with status ``diverged``."""
+
+
+def _resume_config(run_dir: Path, cfg: RunConfig, state: dict[str, Any]) -> str | None:
+    """Check that the run directory was started with ``cfg``; name every differing field otherwise.
+
+    A ``config.json`` that cannot be read is restored from the copy in the checkpoint (``state["config"]``)
+    when that copy matches the command; returns a note saying so."""
+    saved = rundir.read_json_or_none(run_dir / "config.json")
+    note = None
+    if saved is None:
+        saved = state.get("config")
+        if saved is None:
+            raise UserError(f"cannot resume {run_dir}: config.json is unreadable and the checkpoint has no copy")
+        note = "config.json was unreadable; restored it from the checkpoint's copy"
+    current = cfg.to_dict()
+    diffs = rundir.config_differences(saved, current, ignore=("model.family", "model.n_params"))
+    if diffs:
+        raise UserError(
+            f"{run_dir} was started with a different configuration ({'; '.join(diffs)}); resume it with the "
+            "same options, or use --overwrite or another --out"
+        )
+    if note is not None:
+        atomic_write_json(run_dir / "config.json", saved)
+    return note
+
+
 def run(
     cfg: RunConfig,
     run_dir: Path,
@@ -110,35 +141,56 @@ def run(
     overwrite: bool = False,
     on_step: StepCallback | None = None,
 ) -> dict[str, Any]:
-    """Train one run into ``run_dir``; return its summary. KeyboardInterrupt leaves a resumable run."""
+    """Train one run into ``run_dir``; return its summary. KeyboardInterrupt leaves a resumable run.
+
+    The run directory's writer lock is held throughout (:mod:`probes.train.lock`): a second writer of the
+    same directory fails with one line naming this process. A non-finite training loss stops the run with
+    status ``diverged`` and raises :class:`RunDiverged`."""
     t = cfg.train
     device = resolve_device(t.device)
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
     backbone = load_backbone(cfg.model.name, seed=BASE_MODEL_SEED)  # bad names fail before any file exists
-    model = backbone.model
     task = build_task_for(cfg, backbone.vocab_size)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} exists and is not a directory")
+    with writer_lock(run_dir):
+        return _run_locked(cfg, run_dir, backbone, task, device, resume, overwrite, on_step)
+
+
+def _run_locked(
+    cfg: RunConfig,
+    run_dir: Path,
+    backbone: Any,
+    task: ProbeTask,
+    device: torch.device,
+    resume: bool,
+    overwrite: bool,
+    on_step: StepCallback | None,
+) -> dict[str, Any]:
+    t = cfg.train
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    model = backbone.model
     resuming = rundir.prepare(run_dir, resume, overwrite)
-    if resuming:
-        saved = run_config_from_dict(json.loads((run_dir / "config.json").read_text()))
-        if saved != cfg:
-            raise UserError(f"{run_dir} was started with a different configuration; resume it with the same options")
     first = add_tokens(model, len(task.new_tokens), cfg.model.init_strategy, cfg.model.init_seed)
     assert first == task.first_new_id, (first, task.first_new_id)
-    mamba_path = enable_mamba_fast_path(model)
     model.to(device).train()
+    mamba_path = enable_mamba_fast_path(model)  # after the move: the path depends on the model's device
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=device.type == "cuda"
     )
     writer = rundir.RunWriter(run_dir)
     state: dict[str, Any] = {"step": 0, "reached_step": None, "wall_time": 0.0, "best_acc": 0.0, "final_acc": None}
     if resuming:
-        state = load_checkpoint(run_dir, model, optimizer, device)
-        writer.truncate_to(state["step"])
+        state, note = load_checkpoint(run_dir, model, optimizer, device)
+        notes = [note, _resume_config(run_dir, cfg, state), writer.truncate_to(state["step"])]
+        if any(notes):
+            rundir.say(f"{run_dir}: " + "; ".join(n for n in notes if n))
     else:
+        _seed_everything(t.seed)  # dropout and any other sampling start from the data seed
         config_json = cfg.to_dict()
         config_json["model"] |= {"family": backbone.family, "n_params": backbone.n_params()}
         writer.write_json("config.json", config_json)
         writer.write_json("manifest.json", {**task.manifest(), "disjoint_check": _disjoint_record(task, cfg)})
+    state["config"] = cfg.to_dict()
     writer.write_json("env.json", rundir.environment(device, mamba_path, str(autocast_dtype or "float32")))
 
     order = DataOrder(t.n_train, t.batch_size, t.seed)
@@ -160,7 +212,8 @@ def run(
             "mamba_path": mamba_path,
             "error": error,
         }
-        writer.write_json("summary.json", out)
+        writer.write_json("summary.json", rundir.stamp(out))
+        writer.last_heartbeat = time.time()
         return out
 
     summary("running")
@@ -176,6 +229,12 @@ def run(
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = target_logits(model, batch.input_ids, batch.label_positions)
             loss, _ = loss_and_correct(logits, batch)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):  # before the update: the checkpoint keeps finite weights
+                raise RunDiverged(
+                    f"{run_dir.name} diverged: the training loss became {loss_value} at step {step + 1} "
+                    f"(lr {t.lr:g}); try a lower --lr"
+                )
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -185,7 +244,7 @@ def run(
             if step % t.train_log_every == 0:
                 writer.append(
                     {"kind": "train", "step": step, "samples_seen": step * t.batch_size,
-                     "wall_time": round(state["wall_time"], 3), "loss": loss.item(), "lr": lr}
+                     "wall_time": round(state["wall_time"], 3), "loss": loss_value, "lr": lr}
                 )
             if step % interval == 0 or step == t.max_steps:
                 ev = evaluate(model, task, t.eval_samples, t.eval_batch_size, device, autocast_dtype)
@@ -203,12 +262,36 @@ def run(
                     ev.per_position_count,
                 )
                 save_checkpoint(run_dir, model, optimizer, state)
+                summary("running")  # the heartbeat
+            elif writer.heartbeat_due():
+                summary("running")
             if on_step is not None:
-                on_step(step, {"loss": loss.item(), "acc": last_acc, "max_steps": t.max_steps})
+                on_step(step, {"loss": loss_value, "acc": last_acc, "max_steps": t.max_steps})
     except KeyboardInterrupt:
         summary("interrupted")
         raise
+    except RunDiverged as exc:
+        summary("diverged", str(exc))
+        raise
     except Exception as exc:
-        summary("failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        _record_failure(summary, exc)
         raise
     return summary("finished")
+
+
+def _record_failure(summary: Callable[[str, str | None], Any], exc: Exception) -> None:
+    """Mark the run failed; when even that cannot be written (disk full) the writer lock, released as the
+    process ends, is what tells ``probes status`` that the run is dead."""
+    message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        summary("failed", message.splitlines()[0] if message else type(exc).__name__)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -95,13 +95,13 @@ def normalise_box(box: list[float] | tuple[float, ...], width: int, height: int)
     ]
 
 
-def format_box(norm_box: list[float]) -> str:
-    """``[0.12, 0.30, 0.56, 0.78]``: two decimals, comma-space separated."""
-    return "[" + ", ".join(f"{v:.2f}" for v in norm_box) + "]"
+def format_box(norm_box: list[float], decimals: int = 2) -> str:
+    """``[0.12, 0.30, 0.56, 0.78]``: two decimals by default, comma-space separated."""
+    return "[" + ", ".join(f"{v:.{decimals}f}" for v in norm_box) + "]"
 
 
-def box_text(box: list[float] | tuple[float, ...], width: int, height: int) -> str:
-    return format_box(normalise_box(box, width, height))
+def box_text(box: list[float] | tuple[float, ...], width: int, height: int, decimals: int = 2) -> str:
+    return format_box(normalise_box(box, width, height), decimals)
 
 
 def parse_box(text: str) -> list[float] | None:

@@ -28,7 +28,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from probes.errors import UserError
-from probes.io import atomic_write_json, ensure_writable_dir
+from probes.families import has_ssm_layers, is_transformer
+from probes.io import apply_default_modes, atomic_path, atomic_write_json, ensure_writable_dir
 from probes.models.registry import load_backbone
 from probes.models.resize import add_tokens
 
@@ -39,7 +40,6 @@ from .sequence import IGNORE, BuiltSequence, SpecialIds, TextParts, Turn, build_
 from .tokenizer import decode, encode, load_tokenizer
 
 SCHEMA_VERSION = 1
-ATTENTION_FAMILIES = frozenset({"gpt_neox", "llama", "gpt2"})
 
 
 @dataclass
@@ -53,7 +53,7 @@ class VLMConfig:
     row_sep_id: int
     eos_id: int
     pad_id: int
-    task_aware: bool = False
+    task_aware: bool | str = False  # an order of probes.vlm.sequence.ORDERS; bools from older checkpoints
     prune_k: int | None = None
     encoder_overrides: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -137,7 +137,9 @@ class VLM(nn.Module):
         return self.connector(feats), kept_index
 
     # ---- sequences ----------------------------------------------------------------------------------------
-    def build(self, parts: Sequence[TextParts], kept_index: torch.Tensor | None, task_aware: bool) -> list[BuiltSequence]:
+    def build(
+        self, parts: Sequence[TextParts], kept_index: torch.Tensor | None, task_aware: bool | str
+    ) -> list[BuiltSequence]:
         grid_w = self.encoder.grid[1]
         return [
             build_sequence(
@@ -155,9 +157,16 @@ class VLM(nn.Module):
         emb = self.backbone.get_input_embeddings()(batch.input_ids)
         return emb.masked_scatter(batch.image_mask.unsqueeze(-1), visual.to(emb.dtype))
 
-    def forward(self, pixel_values: torch.Tensor, parts: Sequence[TextParts], task_aware: bool | None = None) -> torch.Tensor:
-        """Training loss (per-example normalisation, see :mod:`probes.vlm.packing`)."""
-        from .packing import per_example_loss
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        parts: Sequence[TextParts],
+        task_aware: bool | str | None = None,
+        loss_norm: str = "sequence",
+    ) -> torch.Tensor:
+        """Training loss; ``task_aware``: an order name or bool (default: the config's); ``loss_norm``: see
+        :mod:`probes.vlm.packing` (default per sequence, as the paper)."""
+        from .packing import sequence_loss
 
         visual, kept_index = self.visual_tokens(pixel_values)
         ta = self.config.task_aware if task_aware is None else task_aware
@@ -165,7 +174,7 @@ class VLM(nn.Module):
         dev = visual.device
         batch = Batch(*(t.to(dev) for t in asdict_tensors(batch)))
         logits = self.backbone(inputs_embeds=self.embed(batch, visual), attention_mask=batch.attention_mask).logits
-        return per_example_loss(logits, batch.labels, batch.example_index)
+        return sequence_loss(logits, batch.labels, batch.example_index, loss_norm)
 
     # ---- decoding -----------------------------------------------------------------------------------------
     def prompt_parts(self, prompts: Sequence[str], instructions: Sequence[str] | None = None) -> list[TextParts]:
@@ -182,7 +191,7 @@ class VLM(nn.Module):
         self,
         pixel_values: torch.Tensor,
         prompts: list[str],
-        task_aware: bool,
+        task_aware: bool | str,
         max_new_tokens: int,
         instructions: list[str] | None = None,
     ) -> list[str]:
@@ -193,7 +202,7 @@ class VLM(nn.Module):
         self.eval()
         visual, kept_index = self.visual_tokens(pixel_values)
         seqs = self.build(self.prompt_parts(prompts, instructions), kept_index, task_aware)
-        if self.config.family in ATTENTION_FAMILIES:
+        if is_transformer(self.config.family):  # left padding is exact for attention, not for a scan
             groups = [list(range(len(seqs)))]
         else:
             by_len: dict[int, list[int]] = {}
@@ -236,10 +245,10 @@ class VLM(nn.Module):
             for k, v in self.state_dict().items()
             if not k.startswith("backbone.")
         }
-        tmp = path / ".vision.safetensors.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(path / "vision.safetensors")
+        with atomic_path(path / "vision.safetensors") as tmp:
+            save_file(state, str(tmp))
         atomic_write_json(path / "vlm_config.json", asdict(self.config))
+        apply_default_modes(path)  # save_pretrained writes 0600 safetensors
 
 
 def asdict_tensors(batch: Batch) -> list[torch.Tensor]:
@@ -260,7 +269,7 @@ def build_pruner(k: int | None, dim: int, connector: str) -> nn.Module | None:
 
 def enable_fast_path(model: nn.Module, family: str) -> str | None:
     """Switch a Mamba backbone to the fast CPU/GPU scan when the helper module exists; report which path."""
-    if family not in ("mamba", "mamba2", "hybrid"):
+    if not has_ssm_layers(family):
         return None
     try:
         from probes.ssm.patch import enable_fast_path as enable
@@ -279,7 +288,7 @@ def build_vlm(
     encoder_weights: str | None = None,
     encoder_overrides: dict[str, Any] | None = None,
     prune_k: int | None = None,
-    task_aware: bool = False,
+    task_aware: bool | str = False,
     seed: int = 0,
 ) -> VLM:
     """A fresh VLM: backbone + 2 new embedding rows (``##``, ``&&``), encoder, connector, optional pruner."""
@@ -314,12 +323,33 @@ def load_vlm(path: str | Path, *, resolution: int | None = None) -> VLM:
     """Load a checkpoint directory written by :meth:`VLM.save`.
 
     ``resolution`` overrides the encoder input size (position embeddings are interpolated: the learned
-    table is resampled for timm / tiny, CLIP interpolates at run time)."""
+    table is resampled for timm / tiny, CLIP interpolates at run time). A damaged checkpoint (unreadable
+    ``vlm_config.json``, truncated ``vision.safetensors``) is one :class:`UserError` line, not a traceback."""
     path = Path(path)
+    try:
+        return _load_vlm(path, resolution)
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        text = str(exc).strip()
+        raise UserError(f"{path} is not a usable VLM checkpoint: {text.splitlines()[0] if text else type(exc).__name__}") from None
+    except Exception as exc:  # SafetensorError (truncated weights) is none of the above
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise UserError(f"{path}/vision.safetensors cannot be read: {str(exc).splitlines()[0]}") from None
+
+
+def _load_vlm(path: Path, resolution: int | None) -> VLM:
     cfg_file = path / "vlm_config.json"
     if not cfg_file.is_file():
         raise UserError(f"{path} is not a VLM checkpoint (no vlm_config.json)")
-    cfg = VLMConfig.from_dict(json.loads(cfg_file.read_text()))
+    try:
+        raw = json.loads(cfg_file.read_text())
+    except ValueError:
+        raise UserError(f"{cfg_file} is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{cfg_file} is not a JSON object")
+    cfg = VLMConfig.from_dict(raw)
     tok = load_tokenizer(path / "tokenizer")
     if cfg.encoder == "clip-l14-336":
         from transformers import CLIPVisionConfig

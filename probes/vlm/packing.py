@@ -5,16 +5,26 @@ sequences as fit ``max_length`` (the image block is counted at its upper bound).
 packed: each caption is its own sequence (several captions of one image would otherwise teach the model
 to continue one caption with another). A single turn longer than the budget is dropped and counted.
 
-Loss normalisation (decided here, tested against a hand computation): the cross-entropy is averaged over
-the target tokens of each *example* (one prompt/response turn), then averaged over the examples of the
-batch. A packed sequence with three turns therefore contributes three equally weighted examples, exactly
-as if they had been three separate sequences; a long response does not outweigh a short one. Under data
-parallelism each process averages over its own examples and the gradients are averaged across processes.
+Per-dataset caps (Shaking Up VLMs, App. A.3): a packed sequence holds at most ``DATASET_CAPS[dataset]``
+turns — VQAv2 20 QA pairs, Visual7W telling 10 and pointing 5, Visual Genome 10 — on top of the length
+budget; a conversation without a dataset name (or one not listed) is capped only by length.
+
+Loss normalisation (:func:`sequence_loss`, tested against hand computations), one of ``LOSS_NORMS``:
+
+- ``sequence`` (**default**, the paper's App. B: "we normalize the cross-entropy loss over the target tokens
+  per sequence first and then average over all the sequences in the batch"): mean over one row's target
+  tokens, then mean over the rows that have targets. A packed row of three turns is one sample.
+- ``turn``: mean over each packed turn's tokens, then over all turns of the batch (a row of three turns
+  weighs three times as much as a row of one; the toolkit's earlier default).
+- ``token``: one mean over every target token of the batch (long responses weigh more).
+
+Under data parallelism each process averages over its own rows and the gradients are averaged across
+processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +33,14 @@ import torch.nn.functional as F
 from .sequence import IGNORE, TextParts, Turn
 
 UNPACKED_TASKS = frozenset({"caption"})
+DATASET_CAPS: dict[str, int] = {
+    "vqav2": 20,
+    "visual7w-telling": 10,
+    "visual7w-pointing": 5,
+    "visual-genome": 10,
+    "vg": 10,
+}
+LOSS_NORMS = ("sequence", "turn", "token")
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,7 @@ class TokenisedConversation:
     task: str
     instruction_ids: tuple[int, ...]
     turns: tuple[Turn, ...]
+    dataset: str = ""  # selects the per-dataset turn cap (DATASET_CAPS)
 
 
 @dataclass(frozen=True)
@@ -50,12 +69,22 @@ class PackStats:
 
 
 def pack(
-    conversations: Iterable[TokenisedConversation], *, image_tokens: int, max_length: int
+    conversations: Iterable[TokenisedConversation],
+    *,
+    image_tokens: int,
+    max_length: int,
+    caps: Mapping[str, int] | None = None,
 ) -> tuple[list[PackedItem], PackStats]:
-    """Group by (image, task, instruction) in first-seen order and fill sequences greedily."""
+    """Group by (image, task, instruction) in first-seen order and fill sequences greedily.
+
+    ``caps``: most turns per sequence by dataset name (default :data:`DATASET_CAPS`)."""
+    caps = DATASET_CAPS if caps is None else caps
     groups: dict[tuple[str, str, tuple[int, ...]], list[Turn]] = {}
+    cap_of: dict[tuple[str, str, tuple[int, ...]], int | None] = {}
     for conv in conversations:
-        groups.setdefault((conv.image, conv.task, conv.instruction_ids), []).extend(conv.turns)
+        key = (conv.image, conv.task, conv.instruction_ids)
+        groups.setdefault(key, []).extend(conv.turns)
+        cap_of.setdefault(key, caps.get(conv.dataset))
     items: list[PackedItem] = []
     stats = PackStats()
 
@@ -66,6 +95,7 @@ def pack(
             stats.examples += len(turns)
 
     for key, turns in groups.items():
+        cap = cap_of[key]
         base = image_tokens + len(key[2])
         current: list[Turn] = []
         length = base
@@ -74,7 +104,8 @@ def pack(
             if base + need > max_length:
                 stats.dropped_too_long += 1
                 continue
-            if current and (key[1] in UNPACKED_TASKS or length + need > max_length):
+            full = cap is not None and len(current) >= cap
+            if current and (key[1] in UNPACKED_TASKS or length + need > max_length or full):
                 flush(key, current)
                 current, length = [], base
             current.append(turn)
@@ -83,8 +114,34 @@ def pack(
     return items, stats
 
 
+def sequence_loss(
+    logits: torch.Tensor, labels: torch.Tensor, example_index: torch.Tensor, norm: str = "sequence"
+) -> torch.Tensor:
+    """The batch loss under normalisation ``norm`` (see module docstring).
+
+    ``labels[b, t]`` is the token at position ``t`` (IGNORE where not a target); it is predicted by
+    ``logits[b, t - 1]``."""
+    if norm == "turn":
+        return per_example_loss(logits, labels, example_index)
+    if norm not in LOSS_NORMS:
+        raise ValueError(f"unknown loss normalisation {norm!r}; choose from {', '.join(LOSS_NORMS)}")
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="none")
+    ce = ce.view(labels.shape)
+    valid = labels != IGNORE
+    if not bool(valid.any()):
+        return logits.sum() * 0.0  # keeps the graph (and DDP hooks) alive for an all-masked batch
+    if norm == "token":
+        return ce[valid].mean()
+    per_row_count = valid.sum(dim=1)
+    rows = per_row_count > 0
+    per_row = (ce * valid).sum(dim=1)[rows] / per_row_count[rows]
+    return per_row.mean()
+
+
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, example_index: torch.Tensor) -> torch.Tensor:
-    """Mean over examples of (mean cross-entropy over the example's target tokens).
+    """``turn`` normalisation: mean over turns of (mean cross-entropy over the turn's target tokens).
 
     ``labels[b, t]`` is the token at position ``t`` (IGNORE where not a target); it is predicted by
     ``logits[b, t - 1]``. ``example_index[b, t]`` numbers the turns within row ``b`` (-1 where not a target).

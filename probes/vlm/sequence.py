@@ -4,10 +4,18 @@ Task-agnostic (image first)::
 
     ## p11 … p1W && p21 … p2W && … pH1 … pHW ## <instruction> <prompt_1> <response_1> EOS <prompt_2> …
 
-Task-aware (the instruction and the first prompt are read *before* the image, so a recurrent model can
-condition its scan of the visual tokens on the task)::
+Task-aware (Shaking Up VLMs §5.3.1 and its released code: only the task *instruction* moves before the
+image, so a recurrent model can condition its scan of the visual tokens on the task)::
+
+    <instruction> ## p11 … ## <prompt_1> <response_1> EOS <prompt_2> <response_2> EOS …
+
+Query-first (the paper's untested follow-up, our own named variant): the instruction *and* the first prompt
+(e.g. the referring expression) are read before the image::
 
     <instruction> <prompt_1> ## p11 … ## <response_1> EOS <prompt_2> <response_2> EOS …
+
+The paper applies task-aware encoding in instruction tuning only; stage 1 (captioning pretraining) is
+task-agnostic whatever the order asked for (:func:`probes.vlm.train.train` enforces it).
 
 ``##`` opens and closes the image; ``&&`` ends every patch row except the last. After token pruning
 only the kept patches appear (in raster order) and ``&&`` is placed between two consecutive kept patches
@@ -16,15 +24,28 @@ row". Visual positions hold the pad id in ``input_ids``; the model overwrites th
 connector outputs in order.
 
 Labels are -100 everywhere except response tokens and the EOS after each response. ``example_index``
-tells which packed turn a target token belongs to (-1 elsewhere): the loss averages per turn.
+tells which packed turn a target token belongs to (-1 elsewhere), so every loss normalisation of
+:mod:`probes.vlm.packing` can be computed from the built sequence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 IGNORE = -100
+Order = Literal["agnostic", "aware", "query-first"]
+ORDERS: tuple[Order, ...] = ("agnostic", "aware", "query-first")
+
+
+def as_order(order: bool | str) -> Order:
+    """``False``/``"agnostic"``, ``True``/``"aware"`` or ``"query-first"`` → the order name (bools: old configs)."""
+    if isinstance(order, bool):
+        return "aware" if order else "agnostic"
+    if order not in ORDERS:
+        raise ValueError(f"unknown sequence order {order!r}; choose from {', '.join(ORDERS)}")
+    return order  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -97,10 +118,11 @@ def build_sequence(
     *,
     grid_w: int,
     n_patches: int,
-    task_aware: bool,
+    task_aware: bool | str,
     kept_index: Sequence[int] | None = None,
 ) -> BuiltSequence:
-    """Lay out one sample (see module docstring)."""
+    """Lay out one sample (see module docstring); ``task_aware`` is an order name or a bool (see :func:`as_order`)."""
+    order = as_order(task_aware)
     seq = BuiltSequence()
     block_ids, block_visual = image_block(grid_w, n_patches, special, kept_index)
 
@@ -112,13 +134,15 @@ def build_sequence(
 
     if not parts.turns:
         raise ValueError("a sequence needs at least one turn")
-    if task_aware:
-        seq._add(parts.instruction_ids)
-        seq._add(parts.turns[0].prompt_ids)
+    if order == "agnostic":
         add_image()
+        seq._add(parts.instruction_ids)
     else:
-        add_image()
         seq._add(parts.instruction_ids)
+        if order == "query-first":
+            seq._add(parts.turns[0].prompt_ids)
+        add_image()
+    if order != "query-first":
         seq._add(parts.turns[0].prompt_ids)
     for i, turn in enumerate(parts.turns):
         if i > 0:

@@ -5,7 +5,8 @@ Run directory::
     config.json      {"schema_version": 1, "train": VLMTrainConfig, "vlm": VLMConfig, "data": pack stats}
     env.json         versions, device, processes, mixed precision, mamba_path
     metrics.jsonl    {"kind": "train", "step", "samples_seen", "wall_time", "loss", "lr"} per log_every steps
-    checkpoint/      accelerate ``save_state`` (model, optimizer, scheduler, RNG) + state.json (step, cursor)
+    checkpoint/      accelerate ``save_state`` (model, optimizer, RNG) + state.json (step, cursor, scheduler,
+                     RNG, file sizes); checkpoint.old/ the one before (probes.train.checkpoint)
     final/           the VLM checkpoint directory (:func:`probes.vlm.model.load_vlm`)
     summary.json     {"status", "steps_done", "max_steps", "final_loss", "wall_time", "error"}
 
@@ -19,8 +20,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import shutil
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,9 @@ from transformers import get_cosine_schedule_with_warmup
 from probes.errors import UserError
 from probes.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from probes.models.registry import load_config
+from probes.train import checkpoint
+from probes.train.loop import RunDiverged
+from probes.train.rundir import read_metric_lines
 
 from .data.llava import Conversation, load_llava
 from .image import load_image, pixel_tensor
@@ -58,8 +66,7 @@ def _make_vlm(cfg: VLMTrainConfig, convs: list[Conversation]) -> VLM:
     if cfg.init_from:
         src = Path(cfg.init_from)
         vlm = load_vlm(src / "final" if (src / "final" / "vlm_config.json").is_file() else src)
-        if vlm.config.task_aware != cfg.task_aware:
-            vlm.config.task_aware = cfg.task_aware
+        vlm.config.task_aware = cfg.task_aware
         return vlm
     if cfg.tokenizer:
         tok = load_tokenizer(cfg.tokenizer)
@@ -97,7 +104,10 @@ def _packed_items(cfg: VLMTrainConfig, vlm: VLM, convs: list[Conversation]) -> t
     items, stats = pack(tconvs, image_tokens=image_block_len_bound(vlm.encoder.grid[0], n_visual), max_length=cfg.max_length)
     if not items:
         raise UserError(f"no training sequence fits max_length {cfg.max_length} (dropped {stats.dropped_too_long})")
-    return items, {"sequences": stats.sequences, "examples": stats.examples, "dropped_too_long": stats.dropped_too_long}
+    if cfg.task_repeats:  # repeated in place, so the epoch permutation (and resume) stay pure functions of the list
+        items = [it for it in items for _ in range(int(cfg.task_repeats.get(it.task, 1)))]
+    return items, {"sequences": stats.sequences, "examples": stats.examples, "dropped_too_long": stats.dropped_too_long,
+                   "sequences_per_epoch": len(items)}  # fmt: skip
 
 
 def batch_positions(step: int, batch_size: int, n_items: int, seed: int) -> list[int]:
@@ -140,70 +150,92 @@ def _env(acc: Accelerator, mamba_path: str | None) -> dict[str, Any]:
     }
 
 
-def train(cfg: VLMTrainConfig, *, show_progress: bool = True, stop_after: int | None = None) -> Path:
+def train(
+    cfg: VLMTrainConfig,
+    *,
+    stop_after: int | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> Path:
+    """:func:`_train` under the run directory's writer lock (main process; :mod:`probes.train.lock`): a second
+    writer of ``cfg.out`` fails with one line naming the holder. A directory the lock created is removed
+    again when the run fails before writing anything (bad inputs leave no run directory behind)."""
+    from probes.train.layout import has_content
+    from probes.train.lock import writer_lock
+
+    out = Path(cfg.out)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun / accelerate launch: only the global rank 0 writes
+        return _train(cfg, stop_after=stop_after, on_step=on_step)
+    created = not out.exists()
+    try:
+        with writer_lock(out):
+            return _train(cfg, stop_after=stop_after, on_step=on_step)
+    except BaseException:
+        if created and out.is_dir() and not has_content(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(
+    cfg: VLMTrainConfig,
+    *,
+    stop_after: int | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> Path:
     """Run (or resume) one stage; returns the run directory. Resumes when ``out/checkpoint`` exists.
 
     ``stop_after``: checkpoint and stop (status ``stopped``) once that many steps are done — for time-sliced
-    cluster jobs; rerunning the same command continues exactly."""
+    cluster jobs; rerunning the same command continues exactly. ``on_step(done, total, loss)``: progress
+    callback (the CLI passes its progress bar; the library never draws one itself)."""
     out = Path(cfg.out)
     acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", cpu=not torch.cuda.is_available())
     if cfg.batch_size % acc.num_processes:
         raise UserError(f"batch size {cfg.batch_size} is not divisible by {acc.num_processes} processes")
     ckpt = out / "checkpoint"
-    resume = (ckpt / "state.json").is_file()
-    if resume:
-        saved = json.loads((out / "config.json").read_text())["train"]
-        if saved != json.loads(cfg.model_dump_json()):  # the schedule depends on every field, max_steps included
-            raise UserError(f"{out} holds a run with a different config; resume with the same options or choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty (and has no checkpoint to resume)")
+    resume = _check_resume(out, cfg)
     set_seed(cfg.seed)
     convs = load_llava(cfg.data_file(), cfg.image_root, default_task="caption" if cfg.stage == 1 else "chat")
     if not convs:
         raise UserError(f"{cfg.data_file()} holds no conversations")
     vlm = _make_vlm(cfg, convs)
+    vlm.to(acc.device)  # the scan path is picked by device (probes-triton on CUDA): move first
     mamba_path = enable_fast_path(vlm.backbone, vlm.config.family)
     items, pack_stats = _packed_items(cfg, vlm, convs)
     if acc.is_main_process:  # only now: bad inputs above leave no run directory behind
         ensure_writable_dir(out)
     params = set_trainable(vlm, cfg.stage)
+    total_steps = cfg.total_steps(len(items))
+    pack_stats["total_steps"] = total_steps
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sched = get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+    sched = get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     # The scheduler is not prepared: accelerate would step it once per process (it assumes its own sharded
-    # dataloader); batches here are global steps already. It is registered so save_state/load_state keep it.
+    # dataloader); batches here are global steps already. Its state goes into state.json (never registered
+    # with accelerate, which would pickle it: issue 14).
     model, opt = acc.prepare(vlm, opt)
-    acc.register_for_checkpointing(sched)
     if acc.is_main_process and not resume:
         atomic_write_json(out / "config.json", {"schema_version": SCHEMA_VERSION, "train": json.loads(cfg.model_dump_json()),
                                                 "vlm": vlm.config.__dict__, "data": pack_stats})
         atomic_write_json(out / "env.json", _env(acc, mamba_path))
     start = 0
     if resume:
-        acc.load_state(str(ckpt))
-        start = int(json.loads((ckpt / "state.json").read_text())["step"])
+        start = _load_checkpoint(acc, out, sched)
     metrics_path = out / "metrics.jsonl"
     lines = []
-    if resume and metrics_path.is_file():
-        lines = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
+    if resume and metrics_path.is_file():  # a line torn by a kill is dropped, later ones are recomputed
+        lines = [json.dumps(rec) for rec in read_metric_lines(metrics_path)[0] if rec["step"] <= start]
 
     enc = vlm.encoder
     per_proc = cfg.batch_size // acc.num_processes
     t0 = time.time()
     status, error, loss_value = "running", None, float("nan")
-    from probes.cli.common import progress_bar
-
-    progress = progress_bar("loss")
-    task = progress.add_task(f"stage {cfg.stage}", total=cfg.max_steps, completed=start, loss="")
-    if show_progress and acc.is_main_process:
-        progress.start()
+    order = cfg.stage_order
     try:
         model.train()
-        for step in range(start, cfg.max_steps):
+        for step in range(start, total_steps):
             idx = batch_positions(step, cfg.batch_size, len(items), cfg.seed)[acc.process_index :: acc.num_processes]
             assert len(idx) == per_proc
             px = torch.stack([pixel_tensor(load_image(items[i].image), enc.resolution, enc.mean, enc.std) for i in idx])
             with acc.autocast():
-                loss = model(px.to(acc.device), [items[i].parts for i in idx])
+                loss = model(px.to(acc.device), [items[i].parts for i in idx], task_aware=order, loss_norm=cfg.loss_norm)
             acc.backward(loss)
             if acc.sync_gradients:
                 acc.clip_grad_norm_(params, cfg.grad_clip)
@@ -212,17 +244,18 @@ def train(cfg: VLMTrainConfig, *, show_progress: bool = True, stop_after: int | 
             opt.zero_grad(set_to_none=True)
             loss_value = float(acc.reduce(loss.detach().float(), reduction="mean"))
             if not math.isfinite(loss_value):
-                raise UserError(f"loss became {loss_value} at step {step + 1}; lower --lr")
+                raise RunDiverged(f"{out.name} diverged: the loss became {loss_value} at step {step + 1}; lower --lr")
             done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.max_steps:
+            if done % cfg.log_every == 0 or done == total_steps:
                 lines.append(json.dumps({"kind": "train", "step": done, "samples_seen": done * cfg.batch_size,
                                          "wall_time": time.time() - t0, "loss": loss_value, "lr": sched.get_last_lr()[0]}))
                 if acc.is_main_process:
                     atomic_write_text(metrics_path, "\n".join(lines) + "\n")
-            progress.update(task, completed=done, loss=f"loss {loss_value:.3f}")
-            stop = stop_after is not None and done >= stop_after and done < cfg.max_steps
-            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps or stop:
-                _save_checkpoint(acc, ckpt, done, cfg.batch_size)
+            if on_step is not None and acc.is_main_process:
+                on_step(done, total_steps, loss_value)
+            stop = stop_after is not None and done >= stop_after and done < total_steps
+            if (cfg.save_every and done % cfg.save_every == 0) or done == total_steps or stop:
+                _save_checkpoint(acc, ckpt, done, cfg.batch_size, sched)
             if stop:
                 status = "stopped"
                 return out
@@ -233,41 +266,71 @@ def train(cfg: VLMTrainConfig, *, show_progress: bool = True, stop_after: int | 
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted"
         raise
+    except RunDiverged as exc:
+        status, error = "diverged", str(exc)
+        raise
     except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        progress.stop()
         status = "failed" if status == "running" else status
         if acc.is_main_process:
             atomic_write_json(out / "summary.json", {"status": status, "steps_done": _steps_done(ckpt),
-                                                     "max_steps": cfg.max_steps, "final_loss": loss_value,
+                                                     "max_steps": total_steps, "final_loss": loss_value,
                                                      "wall_time": time.time() - t0, "error": error})
     return out
 
 
 def _steps_done(ckpt: Path) -> int:
-    f = ckpt / "state.json"
-    return int(json.loads(f.read_text())["step"]) if f.is_file() else 0
+    for path in checkpoint.candidates(ckpt.parent):
+        state, _ = checkpoint.verify(path)
+        if state is not None:
+            return int(state["step"])
+    return 0
 
 
-def _save_checkpoint(acc: Accelerator, ckpt: Path, step: int, batch_size: int) -> None:
-    """accelerate state into ``checkpoint.tmp``, then swapped in, so a crash never leaves half a checkpoint."""
-    import shutil
+_PATH_FIELDS = ("data", "image_root", "init_from", "tokenizer", "encoder_weights", "backbone")
 
-    tmp = ckpt.with_name("checkpoint.tmp")
-    acc.wait_for_everyone()
-    if acc.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        atomic_write_json(tmp / "state.json", {"step": step, "cursor": step * batch_size})
-        old = ckpt.with_name("checkpoint.old")
-        if ckpt.exists():
-            ckpt.rename(old)
-        tmp.rename(ckpt)
-        if old.exists():
-            shutil.rmtree(old)
-    acc.wait_for_everyone()
+
+def _check_resume(out: Path, cfg: VLMTrainConfig) -> bool:
+    """True when ``out`` holds a checkpoint to resume with the same config (the schedule depends on every
+    field). Differences are named field by field; ``out`` itself is not compared and other paths compare
+    equal when they name the same file, so a run started with a relative ``--out`` resumes given it
+    absolute. The writer lock is held, so stale temporary files and a half-written checkpoint are removed."""
+    from probes.io import remove_stale_temps
+    from probes.train.layout import config_differences, has_content, read_json_or_none
+
+    if not checkpoint.has_checkpoint(out):
+        if has_content(out):
+            raise UserError(f"{out} exists and is not empty (and has no checkpoint to resume)")
+        return False
+    remove_stale_temps(out)
+    checkpoint.abandon(out)
+    saved_file = read_json_or_none(out / "config.json")
+    if saved_file is None or not isinstance(saved_file.get("train"), dict):
+        raise UserError(f"cannot resume {out}: its config.json is unreadable; choose another --out")
+    saved, now = dict(saved_file["train"]), json.loads(cfg.model_dump_json())
+    for key in _PATH_FIELDS:
+        if isinstance(saved.get(key), str) and isinstance(now.get(key), str) and Path(saved[key]).resolve() == Path(now[key]).resolve():
+            saved[key] = now[key]
+    diffs = config_differences(saved, now, ignore=("out",))
+    if diffs:
+        raise UserError(f"{out} holds a run with a different config ({'; '.join(diffs)}); resume with the same "
+                        "options or choose another --out")
+    return True
+
+
+def _load_checkpoint(acc: Accelerator, out: Path, sched: Any) -> int:
+    """Restore the newest checkpoint that verifies (else the one before, saying so); returns its step."""
+    state, note = checkpoint.load_accelerate_checkpoint(acc, out)
+    checkpoint.restore_scheduler(sched, state.get("scheduler"), int(state["step"]))
+    if note and acc.is_main_process:
+        print(f"{out}: {note}", file=sys.stderr, flush=True)
+    return int(state["step"])
+
+
+def _save_checkpoint(acc: Accelerator, ckpt: Path, step: int, batch_size: int, sched: Any) -> None:
+    """accelerate state into ``checkpoint.new`` and rotated in (the previous one kept as ``checkpoint.old``),
+    so a crash never leaves half a checkpoint; scheduler and RNG states go into ``state.json`` as JSON."""
+    state = {"step": step, "cursor": step * batch_size, "scheduler": checkpoint.scheduler_state(sched)}
+    checkpoint.save_accelerate_checkpoint(acc, ckpt.parent, state)

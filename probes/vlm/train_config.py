@@ -32,8 +32,17 @@ class VLMTrainConfig(BaseModel):
     image_root: str | None = None
     init_from: str | None = None
     tokenizer: str | None = None  # a tokenizer directory; default: the backbone's own, or trained (tiny presets)
-    task_aware: bool = False
+    # sequence order (probes.vlm.sequence.ORDERS); a bool is read as agnostic/aware. Stage 1 always trains
+    # task-agnostic (the paper moves the instruction in instruction tuning only); the order is then kept
+    # in the checkpoint for stage 2 and evaluation.
+    task_aware: bool | Literal["agnostic", "aware", "query-first"] = "agnostic"
+    loss_norm: Literal["sequence", "turn", "token"] = "sequence"  # probes.vlm.packing; the paper's default
     max_steps: int = Field(default=1000, ge=1)
+    epochs: float | None = Field(default=None, gt=0)  # stage length in epochs of packed sequences; wins over max_steps
+    # Each packed sequence of task T appears task_repeats[T] times per epoch (default 1). A deliberate
+    # deviation from the paper's plain mixed batches, used by the offline study to give the one task it
+    # must learn (grounding) more of a small step budget.
+    task_repeats: dict[str, int] = Field(default_factory=dict)
     batch_size: int | None = Field(default=None, ge=1)
     lr: float | None = Field(default=None, gt=0)
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
@@ -54,6 +63,13 @@ class VLMTrainConfig(BaseModel):
             raise ValueError(f"unknown vision encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         if self.connector not in CONNECTORS:
             raise ValueError(f"unknown connector {self.connector!r}; choose one of {', '.join(CONNECTORS)}")
+        from .sequence import as_order
+
+        bad = {k: v for k, v in self.task_repeats.items() if not 1 <= int(v) <= 100}
+        if bad:
+            raise ValueError(f"task_repeats must be between 1 and 100, got {bad}")
+
+        self.task_aware = as_order(self.task_aware)
         d = STAGE_DEFAULTS[self.stage]
         if self.lr is None:
             self.lr = d["lr"]
@@ -70,6 +86,19 @@ class VLMTrainConfig(BaseModel):
             loc = ".".join(str(x) for x in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
             raise UserError(f"bad training config: {loc + ': ' if loc else ''}{msg}") from None
+
+    def total_steps(self, n_sequences: int) -> int:
+        """Steps of this stage: ``ceil(epochs · sequences / batch)`` when ``epochs`` is set, else ``max_steps``."""
+        if self.epochs is None:
+            return self.max_steps
+        import math
+
+        return max(1, math.ceil(self.epochs * n_sequences / int(self.batch_size or 1)))
+
+    @property
+    def stage_order(self) -> str:
+        """The order this stage trains with: stage 1 is always task-agnostic (see ``task_aware``)."""
+        return "agnostic" if self.stage == 1 else str(self.task_aware)
 
     def data_file(self) -> Path:
         p = Path(self.data)

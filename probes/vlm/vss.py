@@ -4,22 +4,24 @@ Why: a Mamba LM reads visual tokens causally, but patches of an image have no ca
 multimodal connector first mixes the patch grid with selective scans in several directions, so every output
 token has seen the whole image, then projects to the LM width.
 
-Scan mechanisms (each direction has its own Mamba mixer; outputs are put back into raster order and summed,
-as VMamba's SS2D merges its four routes):
+Scan mechanisms (VL-Mamba §3.2: "the VSS module consists of a 2D vision scan mechanism and one mamba
+layer"): every direction is read by the *same* Mamba layer; outputs are put back into raster order and
+summed, as VMamba's SS2D merges its routes:
 
 - **BSM** (bidirectional scan): forward and backward over the raster-flattened patch sequence.
 - **CSM** (cross scan): row-major, column-major and both reversed.
 
-The VSS module is pre-norm residual: ``VSS(x) = x + Σ_d unscan_d(Mamba_d(scan_d(LayerNorm(x))))``, with
-transformers' ``MambaMixer`` (in_proj → causal depthwise conv → selective scan → gated out_proj) as the
-Mamba layer.
+``VSS(x) = Σ_d unscan_d(Mamba(scan_d(x)))`` with transformers' ``MambaMixer`` (in_proj → causal depthwise
+conv → selective scan → gated out_proj) as the Mamba layer. The skip connection and the norm sit in the
+connector, after the scan (Eqs. 5-6):
 
-Connector variants (``in_dim`` = encoder width, ``out_dim`` = LM width):
+- ``vss-mlp-{bsm,csm}`` (Eq. 5): ``MLP(Norm(VSS(x) + x))`` with the LLaVA-1.5 MLP (Linear → GELU → Linear);
+  VSS at ``in_dim``.
+- ``vss-l2-{bsm,csm}`` (Eq. 6): ``V' = Linear(x)``; ``Linear(Norm(VSS(GELU(V')) + V'))``; VSS at ``out_dim``.
 
-- ``vss-mlp-{bsm,csm}``: ``MLP(VSS(x))`` with the LLaVA-1.5 MLP (Linear → GELU → Linear); VSS at ``in_dim``.
-- ``vss-l2-{bsm,csm}``: ``Linear₂(VSS(GELU(Linear₁(x))))``: two linear layers around the VSS module, which
-  runs at ``out_dim``. (The paper names the variant after the two linear layers; where the GELU sits is our
-  choice: after the first projection, as in the MLP.)
+``legacy=True`` (Python API only) keeps this toolkit's earlier variant, a deliberate deviation kept for
+comparison: pre-norm residual ``x + Σ_d unscan_d(Mamba_d(scan_d(LN x)))`` with one Mamba per direction,
+``MLP(VSS(x))`` and ``Linear(VSS(GELU(Linear(x))))``.
 
 Pruned inputs: BSM works on any token count (it never needs the grid); CSM's column-major route needs the
 full ``height × width`` grid and refuses anything else.
@@ -83,8 +85,10 @@ def _mamba_mixer(dim: int, d_state: int, expand: int, conv_kernel: int) -> Mamba
 
 
 class MultiScanMamba(nn.Module):
-    """Pre-norm residual block that reads ``[B, N, D]`` tokens along several orders and sums the results.
+    """Reads ``[B, N, D]`` tokens along several orders and sums the results, back in raster order.
 
+    ``shared=True`` (the paper's VSS): one Mamba layer for every direction, no norm, no residual (the
+    connector adds them). ``shared=False``: the legacy pre-norm residual block with a Mamba per direction.
     ``perms`` are token permutations of length N (``None`` = use the sequence as is / reversed for the
     ``*_rev`` orders of a block built without a grid).
     """
@@ -98,6 +102,7 @@ class MultiScanMamba(nn.Module):
         d_state: int = 16,
         expand: int = 2,
         conv_kernel: int = 4,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         if not orders:
@@ -107,8 +112,10 @@ class MultiScanMamba(nn.Module):
             raise ValueError("column-major scans need the patch grid")
         self.orders = tuple(orders)
         self.grid = grid_shape(grid) if grid is not None else None
-        self.norm = nn.LayerNorm(dim)
-        self.mixers = nn.ModuleList(_mamba_mixer(dim, d_state, expand, conv_kernel) for _ in self.orders)
+        self.shared = shared
+        self.norm = None if shared else nn.LayerNorm(dim)
+        n_mixers = 1 if shared else len(self.orders)
+        self.mixers = nn.ModuleList(_mamba_mixer(dim, d_state, expand, conv_kernel) for _ in range(n_mixers))
         if self.grid is not None:
             h, w = self.grid
             perms = torch.stack([scan_permutation(o, h, w) for o in self.orders])
@@ -131,73 +138,90 @@ class MultiScanMamba(nn.Module):
         return mixer(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x)
+        h = x if self.norm is None else self.norm(x)
         out = self._scan(h, 0, self.mixers[0])
-        for i in range(1, len(self.mixers)):
-            out = out + self._scan(h, i, self.mixers[i])
-        return x + out
+        for i in range(1, len(self.orders)):
+            out = out + self._scan(h, i, self.mixers[0 if self.shared else i])
+        return out if self.shared else x + out
 
 
 class BidirectionalMambaBlock(MultiScanMamba):
-    """``x + Mamba_fwd(LN x) + flip(Mamba_bwd(flip(LN x)))``: non-causal token mixing for any length.
+    """Non-causal token mixing for any length: ``Mamba(x) + flip(Mamba(flip(x)))`` with one shared layer
+    (``shared=True``), or the legacy ``x + Mamba_fwd(LN x) + flip(Mamba_bwd(flip(LN x)))``.
 
     Reusable wherever a bidirectional SSM layer is wanted (BSM connectors, pruned token sets, encoders).
     """
 
-    def __init__(self, dim: int, *, d_state: int = 16, expand: int = 2, conv_kernel: int = 4) -> None:
-        super().__init__(dim, BSM_ORDERS, None, d_state=d_state, expand=expand, conv_kernel=conv_kernel)
+    def __init__(
+        self, dim: int, *, d_state: int = 16, expand: int = 2, conv_kernel: int = 4, shared: bool = False
+    ) -> None:
+        super().__init__(dim, BSM_ORDERS, None, d_state=d_state, expand=expand, conv_kernel=conv_kernel, shared=shared)
 
 
 class CrossScanMambaBlock(MultiScanMamba):
     """Four-route cross scan (row, row reversed, column, column reversed) over a ``height × width`` grid."""
 
     def __init__(
-        self, dim: int, grid: Grid, *, d_state: int = 16, expand: int = 2, conv_kernel: int = 4
+        self, dim: int, grid: Grid, *, d_state: int = 16, expand: int = 2, conv_kernel: int = 4, shared: bool = False
     ) -> None:
-        super().__init__(dim, CSM_ORDERS, grid, d_state=d_state, expand=expand, conv_kernel=conv_kernel)
+        super().__init__(dim, CSM_ORDERS, grid, d_state=d_state, expand=expand, conv_kernel=conv_kernel, shared=shared)
 
 
-def _vss(dim: int, scan: str, grid: Grid, **kw: int) -> MultiScanMamba:
+def _vss(dim: int, scan: str, grid: Grid, shared: bool, **kw: int) -> MultiScanMamba:
     if scan == "bsm":
-        return BidirectionalMambaBlock(dim, **kw)
+        return BidirectionalMambaBlock(dim, shared=shared, **kw)
     if scan == "csm":
-        return CrossScanMambaBlock(dim, grid, **kw)
+        return CrossScanMambaBlock(dim, grid, shared=shared, **kw)
     raise ValueError(f"unknown scan mechanism {scan!r} (bsm or csm)")
 
 
 class VSSMLPConnector(nn.Module):
-    """VSS-MLP: ``MLP(VSS(x))``, the VSS module at the encoder width."""
+    """VSS-MLP (Eq. 5): ``MLP(Norm(VSS(x) + x))``, the VSS module at the encoder width; legacy ``MLP(VSS(x))``."""
 
-    def __init__(self, in_dim: int, out_dim: int, grid: Grid, scan: str, **kw: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, grid: Grid, scan: str, *, legacy: bool = False, **kw: int) -> None:
         super().__init__()
-        self.vss = _vss(in_dim, scan, grid, **kw)
+        self.legacy = legacy
+        self.vss = _vss(in_dim, scan, grid, not legacy, **kw)
+        self.norm = None if legacy else nn.LayerNorm(in_dim)
         self.mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.vss(x))
+        if self.norm is None:
+            return self.mlp(self.vss(x))
+        return self.mlp(self.norm(self.vss(x) + x))
 
 
 class VSSL2Connector(nn.Module):
-    """VSS-L2: ``Linear₂(VSS(GELU(Linear₁(x))))``, the VSS module at the LM width."""
+    """VSS-L2 (Eq. 6): ``V' = Linear₁(x)``; ``Linear₂(Norm(VSS(GELU(V')) + V'))``, the VSS at the LM width.
 
-    def __init__(self, in_dim: int, out_dim: int, grid: Grid, scan: str, **kw: int) -> None:
+    Legacy: ``Linear₂(VSS(GELU(Linear₁(x))))`` with the residual inside the VSS block (it adds GELU(V')).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, grid: Grid, scan: str, *, legacy: bool = False, **kw: int) -> None:
         super().__init__()
         self.proj_in = nn.Linear(in_dim, out_dim)
         self.act = nn.GELU()
-        self.vss = _vss(out_dim, scan, grid, **kw)
+        self.vss = _vss(out_dim, scan, grid, not legacy, **kw)
+        self.norm = None if legacy else nn.LayerNorm(out_dim)
         self.proj_out = nn.Linear(out_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_out(self.vss(self.act(self.proj_in(x))))
+        v = self.proj_in(x)
+        if self.norm is None:
+            return self.proj_out(self.vss(self.act(v)))
+        return self.proj_out(self.norm(self.vss(self.act(v)) + v))
 
 
-def build_vss_connector(name: str, in_dim: int, out_dim: int, grid: Grid, **kw: int) -> nn.Module:
+def build_vss_connector(
+    name: str, in_dim: int, out_dim: int, grid: Grid, *, legacy: bool = False, **kw: int
+) -> nn.Module:
     """``vss-mlp-bsm`` | ``vss-mlp-csm`` | ``vss-l2-bsm`` | ``vss-l2-csm`` → a module ``[B,N,in] → [B,N,out]``.
 
     ``kw`` passes Mamba sizes through (``d_state``, ``expand``, ``conv_kernel``); defaults are Mamba's 16, 2, 4.
+    ``legacy=True`` builds the earlier non-paper variant (see module docstring).
     """
     if name not in VSS_CONNECTORS:
         raise ValueError(f"unknown VSS connector {name!r}; choose from {', '.join(VSS_CONNECTORS)}")
     _, variant, scan = name.split("-")
     cls = VSSMLPConnector if variant == "mlp" else VSSL2Connector
-    return cls(in_dim, out_dim, grid, scan, **kw)
+    return cls(in_dim, out_dim, grid, scan, legacy=legacy, **kw)

@@ -3,8 +3,11 @@
 Each human/gpt pair is one turn. The first human message carries ``<image>``; once it is removed, a
 message of several lines is read as ``instruction`` (first line) + ``prompt`` (the rest), a single line as
 the prompt alone (LLaVA's own data has no separate instruction). Later human messages that repeat the
-instruction line have it stripped. An optional ``"task"`` key (written by the synthetic world) names the
-task for packing; otherwise ``default_task`` applies (``caption`` for the stage-1 pretrain set).
+instruction line have it stripped. Optional keys (written by the synthetic world): ``"task"`` names the
+task for packing (otherwise ``default_task``: ``caption`` for the stage-1 pretrain set), ``"instruction"``
+states the instruction line explicitly (so a caption record, whose only line *is* the instruction, keeps it
+as the instruction and gets an empty prompt), ``"dataset"`` selects the packing cap
+(:data:`probes.vlm.packing.DATASET_CAPS`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Conversation:
     task: str
     instruction: str
     turns: tuple[tuple[str, str], ...]  # (prompt, response)
+    dataset: str = ""
 
 
 def _split_human(text: str, instruction: str | None) -> tuple[str, str]:
@@ -55,13 +59,18 @@ def load_llava(
         conv = rec["conversations"]
         if not conv or len(conv) % 2:
             raise UserError(f"{where}: conversations must alternate human/gpt in pairs")
-        instruction: str | None = None
+        explicit = rec.get("instruction")
+        if explicit is not None and not isinstance(explicit, str):
+            raise UserError(f"{where}: instruction must be a string")
+        instruction: str | None = explicit.strip() if explicit is not None else None
         turns = []
         for i in range(0, len(conv), 2):
             h, g = conv[i], conv[i + 1]
             if h.get("from") != "human" or g.get("from") != "gpt":
                 raise UserError(f"{where}: turn {i // 2} is not a human/gpt pair")
             instruction, prompt = _split_human(str(h.get("value", "")), instruction)
+            if explicit is not None and prompt == instruction:
+                prompt = ""
             turns.append((prompt, str(g.get("value", "")).strip()))
         out.append(
             Conversation(
@@ -70,12 +79,15 @@ def load_llava(
                 task=str(rec.get("task", default_task)),
                 instruction=instruction or "",
                 turns=tuple(turns),
+                dataset=str(rec.get("dataset", "")),
             )
         )
     return out
 
 
-def llava_record(id_: str, image: str, task: str, instruction: str, turns: list[tuple[str, str]]) -> dict:
+def llava_record(
+    id_: str, image: str, task: str, instruction: str, turns: list[tuple[str, str]], dataset: str = ""
+) -> dict:
     """The JSON record :func:`load_llava` reads back as ``Conversation(id, image, task, instruction, turns)``."""
     conv = []
     for i, (prompt, response) in enumerate(turns):
@@ -83,4 +95,7 @@ def llava_record(id_: str, image: str, task: str, instruction: str, turns: list[
         lines = [x for x in ((instruction if i == 0 else ""), prompt) if x]
         conv.append({"from": "human", "value": head + "\n".join(lines)})
         conv.append({"from": "gpt", "value": response})
-    return {"id": id_, "image": image, "task": task, "conversations": conv}
+    rec = {"id": id_, "image": image, "task": task, "instruction": instruction, "conversations": conv}
+    if dataset:
+        rec["dataset"] = dataset
+    return rec

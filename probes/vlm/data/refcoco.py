@@ -90,7 +90,10 @@ def load_refcoco_pickle(
     folder = Path(data_root) / dataset
     refs_file = folder / f"refs({split_by}).p"
     if not allow_pickle:
-        raise UserError(f"{refs_file} is a pickle; pass allow_pickle=True (--allow-pickle) only for trusted files")
+        raise UserError(
+            f"{refs_file} is a pickle, which can run code when loaded: the CLI reads only RefCOCO JSONL. Convert a "
+            "trusted copy once in Python: load_refcoco_pickle(..., allow_pickle=True), then write_refcoco_jsonl"
+        )
     if not refs_file.is_file():
         raise UserError(f"annotation file not found: {refs_file}")
     try:

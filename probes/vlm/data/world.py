@@ -1,6 +1,7 @@
 """An offline synthetic image world written in the real dataset formats, deterministic from a seed.
 
-Each image (default 128×96, not square, so the letterbox padding is exercised) shows 2–3 objects — a
+Each image (default 128×96, not square, so the letterbox padding is exercised) shows 2–3 objects (see
+:class:`WorldSpec` for the knobs the study turns) — a
 coloured circle, square, triangle or digit — placed without overlap; every (colour, kind) pair appears at
 most once per image, so "the red circle" names exactly one object. From the scene it derives:
 
@@ -11,7 +12,8 @@ most once per image, so "the red circle" names exactly one object. From the scen
   ``vqav2_{split}_annotations.json`` (10 identical answers, as VQAv2 scores against 10);
 - ``llava_instruct.json`` for stage 2: per training image one grounding conversation (all expressions as
   turns, boxes as normalised text on the letterboxed input), one VQA conversation and one caption. Turn
-  order is shuffled per image (the task-aware layout puts the first turn's prompt before the image).
+  order is shuffled per image (the query-first layout puts the first turn's prompt before the image).
+  Every record names its instruction and dataset (``refcoco``, ``vqav2``, ``coco``) explicitly.
 
 Splits by image index: 80 % train, 10 % val, 10 % test. ``world.json`` records the seed and file list.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from probes.io import atomic_path, atomic_write_json, atomic_write_text, ensure_
 
 from ..image import box_text
 from .llava import llava_record
-from .tasks import INSTRUCTIONS
+from .tasks import resolve_instructions
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -64,8 +67,43 @@ def split_of(index: int) -> str:
     return "train" if r < 8 else ("val" if r == 8 else "test")
 
 
-def _scene(rng: random.Random, width: int, height: int) -> list[WorldObject]:
-    n = rng.randint(2, 3)
+@dataclass(frozen=True)
+class WorldSpec:
+    """How a scene is drawn and how boxes are written (the study's world is designed with these knobs).
+
+    ``objects``: inclusive range of objects per image; ``size``: inclusive range of an object's side as a
+    fraction of the shorter canvas side; ``box_decimals``: digits of the normalised box coordinates in the
+    training targets (1 = a 0.1 grid: fewer target tokens and an easier regression for a tiny model).
+    ``layout``: ``free`` places objects anywhere without overlap (a scene gets fewer objects when 200
+    attempts do not fit them); ``quadrants`` puts each object inside its own quadrant of the canvas (at most
+    4), at a random offset: coarse positions, so a tiny model can learn where an object is, while a box
+    predicted without the image (the mean box sits in the middle) rarely overlaps one by half.
+    The defaults reproduce the original world (2-3 free objects of 1/4-1/3, two decimals).
+    """
+
+    objects: tuple[int, int] = (2, 3)
+    size: tuple[float, float] = (0.25, 1 / 3)
+    box_decimals: int = 2
+    layout: str = "free"
+
+    def check(self) -> None:
+        lo, hi = self.objects
+        if not 1 <= lo <= hi <= 4:
+            raise UserError(f"objects per image must satisfy 1 <= min <= max <= 4, got {self.objects}")
+        if not 0.1 <= self.size[0] <= self.size[1] <= 0.5:
+            raise UserError(f"object size fractions must satisfy 0.1 <= min <= max <= 0.5, got {self.size}")
+        if self.layout not in ("free", "quadrants"):
+            raise UserError(f"world layout must be free or quadrants, got {self.layout!r}")
+        if self.layout == "quadrants" and self.size[1] > 0.48:
+            raise UserError("with the quadrants layout an object's side must be at most 0.48 of the canvas")
+        if self.box_decimals not in (1, 2):
+            raise UserError(f"box decimals must be 1 or 2, got {self.box_decimals}")
+
+
+def _scene(rng: random.Random, width: int, height: int, spec: WorldSpec = WorldSpec()) -> list[WorldObject]:
+    n = rng.randint(*spec.objects)
+    if spec.layout == "quadrants":
+        return _quadrant_scene(rng, width, height, spec, n)
     objs: list[WorldObject] = []
     used: set[tuple[str, str]] = set()
     attempts = 0
@@ -74,13 +112,28 @@ def _scene(rng: random.Random, width: int, height: int) -> list[WorldObject]:
         kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
         if (kind, colour) in used:
             continue
-        size = rng.randint(min(width, height) // 4, min(width, height) // 3)
+        side = min(width, height)
+        size = rng.randint(int(side * spec.size[0]), int(side * spec.size[1]))
         x, y = rng.randint(2, width - size - 2), rng.randint(2, height - size - 2)
         box = (x, y, x + size, y + size)
         if any(not (box[2] + 2 <= o.box[0] or o.box[2] + 2 <= box[0] or box[3] + 2 <= o.box[1] or o.box[3] + 2 <= box[1]) for o in objs):
             continue
         used.add((kind, colour))
         objs.append(WorldObject(kind, colour, box, rng.randrange(10) if kind == "digit" else -1))
+    return sorted(objs, key=lambda o: (o.box[0], o.box[1]))
+
+
+def _quadrant_scene(rng: random.Random, width: int, height: int, spec: WorldSpec, n: int) -> list[WorldObject]:
+    """``n`` objects, each in its own quadrant, distinct (colour, kind) pairs (see :class:`WorldSpec`)."""
+    side = min(width, height)
+    pairs = [(k, c) for k in KINDS for c in COLOURS]
+    objs = []
+    for q, (kind, colour) in zip(rng.sample(range(4), n), rng.sample(pairs, n), strict=True):
+        size = rng.randint(int(side * spec.size[0]), int(side * spec.size[1]))
+        qx, qy = (q % 2) * (width // 2), (q // 2) * (height // 2)
+        x = qx + rng.randint(1, max(1, width // 2 - size - 1))
+        y = qy + rng.randint(1, max(1, height // 2 - size - 1))
+        objs.append(WorldObject(kind, colour, (x, y, x + size, y + size), rng.randrange(10) if kind == "digit" else -1))
     return sorted(objs, key=lambda o: (o.box[0], o.box[1]))
 
 
@@ -133,8 +186,14 @@ def _questions(rng: random.Random, objs: list[WorldObject]) -> list[tuple[str, s
     return qs
 
 
-def write_world(out: str | Path, n_images: int, seed: int, *, width: int = 128, height: int = 96) -> dict:
+def write_world(
+    out: str | Path, n_images: int, seed: int, *, width: int = 128, height: int = 96, spec: WorldSpec | None = None,
+    instructions: Mapping[str, str] | None = None,
+) -> dict:
     """Write the world into ``out`` (see module docstring); returns the ``world.json`` manifest."""
+    spec = spec or WorldSpec()
+    spec.check()
+    ins = resolve_instructions(instructions)
     if n_images < 1:
         raise UserError("--n-images must be at least 1")
     if width < 48 or height < 48:
@@ -150,7 +209,7 @@ def write_world(out: str | Path, n_images: int, seed: int, *, width: int = 128, 
         image_id = i + 1
         split = split_of(i)
         rel = IMAGE_TEMPLATE.format(subtype=subtype, image_id=image_id)
-        img, objs = _draw(_scene(rng, width, height), width, height)
+        img, objs = _draw(_scene(rng, width, height, spec), width, height)
         with atomic_path(out / rel, suffix=".png") as tmp:
             img.save(tmp, format="PNG")
         caps = _captions(objs)
@@ -173,18 +232,18 @@ def write_world(out: str | Path, n_images: int, seed: int, *, width: int = 128, 
                                   "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": j + 1} for j in range(10)]})
         if split != "train":
             continue
-        pretrain.append(llava_record(f"{image_id}-cap", rel, "caption", "", [(INSTRUCTIONS["caption"], caps[0])]))
-        # Turn order shuffled per image (own RNG: the scenes stay as they were): the task-aware layout reads the
-        # first prompt before the image, so a fixed order would only ever train it on "the leftmost object" /
-        # "how many objects are there?" there, while evaluation asks every expression and question there.
+        pretrain.append(llava_record(f"{image_id}-cap", rel, "caption", ins["caption"], [("", caps[0])], "coco"))
+        # Turn order shuffled per image (own RNG: the scenes stay as they were): the query-first layout reads
+        # the first prompt before the image, so a fixed order would only ever train it on "the leftmost
+        # object" / "how many objects are there?" there, while evaluation asks every expression there.
         order = random.Random(seed * 1_000_003 + image_id)
-        ground = [(f"the {o.phrase}", box_text(o.box, width, height)) for o in objs]
+        ground = [(f"the {o.phrase}", box_text(o.box, width, height, spec.box_decimals)) for o in objs]
         order.shuffle(ground)
         turns = list(questions)
         order.shuffle(turns)
-        instruct.append(llava_record(f"{image_id}-ground", rel, "grounding", INSTRUCTIONS["grounding"], ground))
-        instruct.append(llava_record(f"{image_id}-vqa", rel, "vqa", INSTRUCTIONS["vqa"], turns))
-        instruct.append(llava_record(f"{image_id}-cap", rel, "caption", "", [(INSTRUCTIONS["caption"], caps[i % 5])]))
+        instruct.append(llava_record(f"{image_id}-ground", rel, "grounding", ins["grounding"], ground, "refcoco"))
+        instruct.append(llava_record(f"{image_id}-vqa", rel, "vqa", ins["vqa"], turns, "vqav2"))
+        instruct.append(llava_record(f"{image_id}-cap", rel, "caption", ins["caption"], [("", caps[i % 5])], "coco"))
     files = {"llava_pretrain": "llava_pretrain.json", "llava_instruct": "llava_instruct.json",
              "refcoco": "refcoco.jsonl", "karpathy": "dataset_coco.json"}
     atomic_write_json(out / files["llava_pretrain"], pretrain)
@@ -197,6 +256,9 @@ def write_world(out: str | Path, n_images: int, seed: int, *, width: int = 128, 
         atomic_write_json(out / files[f"vqav2_{split}_questions"], {"data_subtype": subtype, "questions": qs})
         atomic_write_json(out / files[f"vqav2_{split}_annotations"], {"data_subtype": subtype, "annotations": anns})
     manifest = {"schema_version": 1, "seed": seed, "n_images": n_images, "canvas": [width, height],
+                "spec": {"objects": list(spec.objects), "size": list(spec.size), "box_decimals": spec.box_decimals,
+                         "layout": spec.layout},
+                "instructions": ins,
                 "image_template": IMAGE_TEMPLATE, "vqa_image_root": ".", "files": files}
     atomic_write_json(out / "world.json", manifest)
     return manifest

@@ -18,20 +18,21 @@ everything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from probes.errors import UserError
 
 from ..data.common import read_json, read_jsonl, require, resolve_image
-from ..data.tasks import INSTRUCTIONS
+from ..data.tasks import INSTRUCTIONS, resolve_instructions
 from ..image import normalise_box
 
 TASKS = ("grounding", "captioning", "vqa", "mc", "pope")
 DEFAULT_GROUP = {"grounding": "grounding", "captioning": "captioning", "vqa": "vqa", "mc": "other", "pope": "other"}
-MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+MC_INSTRUCTION = INSTRUCTIONS["mc"]
+INSTRUCTION_KEY = {"grounding": "grounding", "captioning": "caption", "vqa": "vqa", "mc": "mc", "pope": "vqa"}
 DEFAULT_MAX_NEW_TOKENS = {"grounding": 32, "captioning": 48, "vqa": 10, "mc": 8, "pope": 8}
 
 
@@ -89,7 +90,7 @@ def _captioning(data: Path, split: str | None, image_root: Path | None) -> tuple
 
     path = _pick(data, "karpathy", "dataset_coco.json")
     images = load_karpathy(path, image_root, split=split)
-    samples = [EvalSample(im.id, im.image, "", INSTRUCTIONS["caption"], list(im.references)) for im in images]
+    samples = [EvalSample(im.id, im.image, INSTRUCTIONS["caption"], "", list(im.references)) for im in images]
     name = path.stem.removeprefix("dataset_") if path.stem.startswith("dataset_") else path.stem
     return name, samples
 
@@ -214,8 +215,12 @@ def load_eval_set(
     benchmark: str | None = None,
     task_group: str | None = None,
     limit: int | None = None,
+    instructions: Mapping[str, str] | None = None,
 ) -> EvalSet:
-    """Read one benchmark; ``benchmark`` defaults to the file name (+ ``-split``), ``task_group`` by task."""
+    """Read one benchmark; ``benchmark`` defaults to the file name (+ ``-split``), ``task_group`` by task.
+
+    Instructions: Table 6's defaults (:mod:`probes.vlm.data.tasks`), then those a world directory records in
+    its ``world.json``, then ``instructions`` (``{task: text}``)."""
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     root = Path(image_root) if image_root is not None else None
@@ -226,6 +231,10 @@ def load_eval_set(
         samples = samples[:limit]
     if not samples:
         raise UserError(f"no {task} samples in {data}" + (f" for split {split!r}" if split else ""))
+    world = _world(Path(data)) if Path(data).is_dir() else None
+    chosen = resolve_instructions({**((world or {}).get("instructions") or {}), **(instructions or {})})
+    text = chosen[INSTRUCTION_KEY[task]]
+    samples = [replace(s, instruction=text) for s in samples]
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         raise UserError(f"{data}: sample ids are not unique")

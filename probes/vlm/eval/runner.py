@@ -4,7 +4,7 @@ Output directory (CONTRACTS "Evaluation output"):
 
 - ``predictions.jsonl``: one object per sample (id, image, prompt, prediction, references, correct/score …);
 - ``scores.json``: ``{"schema_version": 1, "benchmark", "task_group", "metric", "score", "n", "model":
-  {"backbone", "family", "encoder", "connector", "task_aware", "checkpoint"}, "resolution"}`` plus
+  {"backbone", "family", "encoder", "connector", "task_aware", "order", "checkpoint"}, "resolution"}`` plus
   ``"task"``, ``"details"`` (e.g. POPE precision/recall/F1) and ``"max_new_tokens"``.
 
 Both files are written only after every sample is decoded and scored, each atomically.
@@ -22,6 +22,7 @@ import torch
 from probes.errors import UserError
 from probes.io import atomic_path, atomic_write_json, ensure_writable_dir
 
+from ..sequence import as_order
 from .datasets import DEFAULT_MAX_NEW_TOKENS, EvalSample, EvalSet
 from .scoring import score_predictions
 
@@ -53,7 +54,7 @@ def decode_samples(
     *,
     batch_size: int,
     max_new_tokens: int,
-    task_aware: bool,
+    task_aware: bool | str,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Greedy answers for ``samples``, ``batch_size`` images at a time through ``VLM.generate``."""
@@ -82,14 +83,17 @@ def evaluate(
     *,
     checkpoint: str | Path,
     batch_size: int = 16,
-    task_aware: bool | None = None,
+    task_aware: bool | str | None = None,
     max_new_tokens: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    tags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Decode, score and write ``out/predictions.jsonl`` + ``out/scores.json``; returns the scores object."""
+    """Decode, score and write ``out/predictions.jsonl`` + ``out/scores.json``; returns the scores object.
+
+    ``tags`` (e.g. the study's seed and arm) are stored as ``scores.json["tags"]``."""
     out = Path(out)
     ensure_writable_dir(out)
-    ta = vlm.config.task_aware if task_aware is None else task_aware
+    ta = as_order(vlm.config.task_aware if task_aware is None else task_aware)
     max_new = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[eval_set.task]
     predictions = decode_samples(
         vlm, eval_set.samples, batch_size=batch_size, max_new_tokens=max_new, task_aware=ta, on_batch=on_batch
@@ -110,12 +114,15 @@ def evaluate(
             "family": cfg.family,
             "encoder": cfg.encoder,
             "connector": cfg.connector,
-            "task_aware": bool(ta),
+            "task_aware": ta != "agnostic",
+            "order": ta,
             "checkpoint": str(checkpoint),
         },
         "resolution": int(vlm.encoder.resolution),
         "max_new_tokens": max_new,
     }
+    if tags:
+        scores["tags"] = dict(tags)
     with atomic_path(out / "predictions.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in scored.records))
     atomic_write_json(out / "scores.json", scores)

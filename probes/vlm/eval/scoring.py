@@ -1,5 +1,8 @@
 """Score decoded predictions of one benchmark: per-sample records and the benchmark summary.
 
+Grounding: the headline Acc@IoU≥0.5 parses leniently (the first box in the answer, as the paper's released
+code); the strict score (the answer must be exactly one box) is in ``details`` and per record, side by side.
+
 Pure (no model): the runner calls it after decoding, tests call it with hand-written predictions. Summary
 scores are in the benchmarks' usual reporting units — accuracy in percent, CIDEr × 100 — which is what
 ``scores.json`` stores and what the grounding-gap report sums. Details use the same units (counts excepted).
@@ -15,7 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from probes.analysis.vlm_metrics import (
+from probes.errors import UserError
+
+from .datasets import EvalSample
+from .metrics import (
     cider_d,
     exact_match,
     grounding_scores,
@@ -23,9 +29,6 @@ from probes.analysis.vlm_metrics import (
     pope_scores,
     vqa_accuracy,
 )
-from probes.errors import UserError
-
-from .datasets import EvalSample
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,14 @@ def score_predictions(task: str, samples: Sequence[EvalSample], predictions: Seq
         raise ValueError(f"{len(predictions)} predictions for {len(samples)} samples")
     recs = _records(samples, predictions)
     if task == "grounding":
-        g = grounding_scores(predictions, [s.reference for s in samples])
-        for r, s, v, ok in zip(recs, samples, g.ious, g.correct, strict=True):
-            r.update(references=[s.reference], iou=v, correct=ok)
-        details = {"mean_iou": 100 * g.mean_iou, "n_unparseable": g.n_unparseable}
+        refs = [s.reference for s in samples]
+        g = grounding_scores(predictions, refs, strict=False)
+        st = grounding_scores(predictions, refs, strict=True)
+        for r, s, v, ok, v_st, ok_st in zip(recs, samples, g.ious, g.correct, st.ious, st.correct, strict=True):
+            r.update(references=[s.reference], iou=v, correct=ok, iou_strict=v_st, correct_strict=ok_st)
+        details = {"mean_iou": 100 * g.mean_iou, "n_unparseable": g.n_unparseable,
+                   "acc_strict": 100 * st.accuracy, "mean_iou_strict": 100 * st.mean_iou,
+                   "n_unparseable_strict": st.n_unparseable}  # fmt: skip
         return Scored("acc@iou>=0.5", 100 * g.accuracy, details, recs)
     if task == "captioning":
         corpus, per = cider_d({s.id: p for s, p in zip(samples, predictions, strict=True)}, {s.id: s.reference for s in samples})

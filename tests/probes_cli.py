@@ -1,0 +1,9 @@
+"""How tests start the CLI: ``python -m probes`` with the running interpreter.
+
+A console-script path guess (``Path(sys.executable).parent / "probes"``) fails where the package is installed
+outside a venv (seen on a GPU machine, where scripts land in another bin folder); ``-m`` always finds it.
+"""
+
+import sys
+
+PROBES: list[str] = [sys.executable, "-m", "probes"]
