@@ -21,16 +21,9 @@ import numpy as np
 
 from probes.errors import UserError
 from probes.families import kind_of
+from probes.runfiles import CONFIG, ENV, MANIFEST, MATRIX, METRICS, SUMMARY
 
 SCHEMA_VERSION = 1
-CONFIG, MANIFEST, ENV, METRICS, MATRIX, SUMMARY = (
-    "config.json",
-    "manifest.json",
-    "env.json",
-    "metrics.jsonl",
-    "per_position.safetensors",
-    "summary.json",
-)
 
 # Keys analysis relies on; extra keys are allowed (writers may add informational fields within v1).
 _CONFIG_KEYS = {

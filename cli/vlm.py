@@ -83,6 +83,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     save_every: int = typer.Option(0, "--save-every", help="Checkpoint every N steps (0: only at the end)."),
     log_every: int = typer.Option(10, "--log-every"),
+    report_to: str = typer.Option("none", "--report-to", help="Trackers mirroring metrics.jsonl: tensorboard, wandb, csv (as in synth)."),
 ) -> None:
     """Train one VLM stage through accelerate (use `accelerate launch -m probes.cli.app vlm train …` for several processes).
 
@@ -98,11 +99,22 @@ def train_cmd(
         max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
         save_every=save_every, log_every=log_every,
     )
-    with progress_bar("loss") as bar:
-        task = bar.add_task(f"stage {stage}", total=None, loss="")
+    import os
+
+    from probes.train.trackers import RunMirror, parse_report_to
+
+    trackers = parse_report_to(report_to) if int(os.environ.get("RANK", "0")) == 0 else []  # one process logs
+    mirror = RunMirror(Path(cfg.out), trackers)
+    with progress_bar() as bar:
+        task = bar.add_task(f"stage {stage}", total=None)
 
         def on_step(done: int, total: int, loss: float) -> None:
-            bar.update(task, total=total, completed=done, loss=f"loss {loss:.3f}")
+            bar.update(task, total=total, completed=done, metrics=f"loss {loss:.3f}")
+            if done % log_every == 0:
+                mirror.sync()
 
-        run = train(cfg, on_step=on_step)
+        try:
+            run = train(cfg, on_step=on_step)
+        finally:
+            mirror.finish()
     typer.echo(f"finished: {run / 'final'}")

@@ -103,3 +103,19 @@ def test_unknown_tracker_is_an_error(text: str) -> None:
 def test_none_means_no_tracker() -> None:
     assert parse_report_to("none") == [] and parse_report_to("") == []
     assert parse_report_to("csv,csv") == ["csv"]
+
+
+def test_vlm_train_reports_to_csv(tmp_path: Path) -> None:
+    """`probes vlm train --report-to csv` mirrors the VLM run's metrics.jsonl like synth does."""
+    from probes.vlm.data.world import write_world
+
+    world = tmp_path / "world"
+    write_world(world, 5, seed=0)
+    out = tmp_path / "vl"
+    with pytest.raises(SystemExit) as done:
+        main(["vlm", "train", "--stage", "1", "--data", str(world), "--out", str(out), "--max-steps", "3",
+              "--batch-size", "4", "--log-every", "1", "--report-to", "csv"])
+    assert done.value.code in (0, None)
+    rows = list(csv.DictReader((out / "tracking" / "metrics.csv").open()))
+    losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [float(r["value"]) for r in rows if r["key"] == "train/loss"] == pytest.approx(losses)

@@ -26,15 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probes import runfiles
 from probes.errors import UserError
 from probes.io import atomic_write_json, ensure_writable_dir
+from probes.runfiles import CONFIG, SUMMARY
 from probes.train import layout
 from probes.train.config import run_config_from_dict
 from probes.train.grid import PlannedRun
 from probes.train.lock import RunLocked, lock_state
 
 LAUNCH_DIR = ".launch"
-WORKER_LOG = "worker.log"  # the tail of the worker's output, written into the run directory
+WORKER_LOG = runfiles.WORKER_LOG  # the tail of the worker's output, written into the run directory
 TAIL_LINES = 40
 BUSY_EXIT = 3  # worker exit code: another process holds the run (probes.launch.worker)
 
@@ -112,7 +114,7 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The summary, or None when it is missing or not a JSON object (a garbage file is no summary)."""
-    return layout.read_json_or_none(run_dir / "summary.json")
+    return layout.read_json_or_none(run_dir / SUMMARY)
 
 
 def decide(run_dir: Path) -> Action:
@@ -141,7 +143,7 @@ def check_launchable(runs: list[PlannedRun]) -> None:
         seen.add(p.run_dir)
         if p.run_dir.exists() and not p.run_dir.is_dir():
             raise UserError(f"run directory {p.run_dir} exists and is not a directory")
-        saved = p.run_dir / "config.json"
+        saved = p.run_dir / CONFIG
         if saved.is_file():
             data = layout.read_json_or_none(saved)
             try:
@@ -178,7 +180,7 @@ def mark_failed(run_dir: Path, error: str, status: str = "failed") -> None:
     if summary.get("status") in ("failed", "interrupted", "diverged") and summary.get("error") is not None:
         return
     ensure_writable_dir(run_dir)
-    atomic_write_json(run_dir / "summary.json", {**summary, "status": status, "error": error})
+    atomic_write_json(run_dir / SUMMARY, {**summary, "status": status, "error": error})
 
 
 def result_of(run_dir: Path, skipped: bool = False) -> RunResult:

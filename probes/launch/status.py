@@ -24,6 +24,7 @@ from rich.table import Table
 
 from probes.errors import UserError
 from probes.io import host_name
+from probes.runfiles import CONFIG, METRICS, SUMMARY
 from probes.train.layout import is_run_dir
 from probes.train.lock import lock_state, read_holder
 
@@ -52,7 +53,7 @@ def run_dirs(runs_dir: Path) -> list[Path]:
 
 
 def _max_steps(run_dir: Path) -> int | None:
-    for path in (run_dir / "config.json", run_dir.parent / LAUNCH_DIR / f"{run_dir.name}.json"):
+    for path in (run_dir / CONFIG, run_dir.parent / LAUNCH_DIR / f"{run_dir.name}.json"):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -65,7 +66,7 @@ def _max_steps(run_dir: Path) -> int | None:
 
 def _last_step(run_dir: Path) -> int | None:
     try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        lines = (run_dir / METRICS).read_text().splitlines()
     except OSError:
         return None
     for line in reversed(lines):
@@ -104,10 +105,10 @@ def _ago(seconds: float) -> str:
 def read_state(run_dir: Path) -> RunState:
     summary = read_summary(run_dir)
     max_steps = _max_steps(run_dir)
-    garbage = summary is None and (run_dir / "summary.json").exists()
+    garbage = summary is None and (run_dir / SUMMARY).exists()
     if summary is None:
         step = _last_step(run_dir)
-        if step is None and not (run_dir / "config.json").exists() and not garbage:
+        if step is None and not (run_dir / CONFIG).exists() and not garbage:
             return RunState(run_dir.name, "pending", None, max_steps, None, None, "")
         alive, detail = _liveness(run_dir, None)
         if garbage:

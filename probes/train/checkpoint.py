@@ -33,9 +33,9 @@ from safetensors.torch import load_model, save_model
 
 from probes.errors import UserError
 from probes.io import apply_default_modes, atomic_write_json
+from probes.runfiles import CHECKPOINT, CHECKPOINT_OLD, STATE
 
-CKPT, NEW, OLD = "checkpoint", "checkpoint.new", "checkpoint.old"
-STATE = "state.json"
+CKPT, NEW, OLD = CHECKPOINT, CHECKPOINT + ".new", CHECKPOINT_OLD
 
 
 # --- RNG states -------------------------------------------------------------------------------------------

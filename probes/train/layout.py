@@ -13,11 +13,12 @@ from typing import Any
 
 from probes.errors import UserError
 from probes.io import is_stale_temp
+from probes.runfiles import CHECKPOINT, CHECKPOINT_OLD, CONFIG, METRICS, STATE, SUMMARY
 
 from .lock import LOCK_FILE
 
-CHECKPOINT_DIRS = ("checkpoint", "checkpoint.old")
-RUN_FILES = ("config.json", "summary.json", "metrics.jsonl", LOCK_FILE, *CHECKPOINT_DIRS)
+CHECKPOINT_DIRS = (CHECKPOINT, CHECKPOINT_OLD)
+RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK_FILE, *CHECKPOINT_DIRS)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -26,7 +27,7 @@ def is_run_dir(path: Path) -> bool:
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / d / "state.json").exists() for d in CHECKPOINT_DIRS)
+    return any((run_dir / d / STATE).exists() for d in CHECKPOINT_DIRS)
 
 
 def own_entries(run_dir: Path) -> list[Path]:
@@ -82,7 +83,7 @@ def check_resume_matches(planned: list[tuple[Path, dict[str, Any]]]) -> None:
         parent = run_dir.parent
         siblings = sorted(parent.iterdir()) if parent.is_dir() else []
         for other in siblings:
-            saved = read_json_or_none(other / "config.json") if other.is_dir() else None
+            saved = read_json_or_none(other / CONFIG) if other.is_dir() else None
             if saved is None:
                 continue
             diffs = config_differences(saved, config, ignore=("model.family", "model.n_params", "run_name"))

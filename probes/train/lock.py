@@ -25,8 +25,7 @@ from typing import Any
 
 from probes.errors import UserError
 from probes.io import ensure_writable_dir, host_name
-
-LOCK_FILE = ".writer.lock"
+from probes.runfiles import LOCK_FILE
 
 
 class RunLocked(UserError):

@@ -20,6 +20,7 @@ from probes.errors import UserError
 from probes.io import atomic_write_json
 from probes.models.registry import load_backbone
 from probes.models.resize import add_tokens
+from probes.runfiles import CONFIG, ENV, MANIFEST, SUMMARY
 from probes.synthetic.base import ProbeTask, TaskConfigError
 from probes.synthetic.registry import build_task
 
@@ -114,7 +115,7 @@ def _resume_config(run_dir: Path, cfg: RunConfig, state: dict[str, Any]) -> str 
 
     A ``config.json`` that cannot be read is restored from the copy in the checkpoint (``state["config"]``)
     when that copy matches the command; returns a note saying so."""
-    saved = rundir.read_json_or_none(run_dir / "config.json")
+    saved = rundir.read_json_or_none(run_dir / CONFIG)
     note = None
     if saved is None:
         saved = state.get("config")
@@ -129,7 +130,7 @@ def _resume_config(run_dir: Path, cfg: RunConfig, state: dict[str, Any]) -> str 
             "same options, or use --overwrite or another --out"
         )
     if note is not None:
-        atomic_write_json(run_dir / "config.json", saved)
+        atomic_write_json(run_dir / CONFIG, saved)
     return note
 
 
@@ -188,10 +189,10 @@ def _run_locked(
         _seed_everything(t.seed)  # dropout and any other sampling start from the data seed
         config_json = cfg.to_dict()
         config_json["model"] |= {"family": backbone.family, "n_params": backbone.n_params()}
-        writer.write_json("config.json", config_json)
-        writer.write_json("manifest.json", {**task.manifest(), "disjoint_check": _disjoint_record(task, cfg)})
+        writer.write_json(CONFIG, config_json)
+        writer.write_json(MANIFEST, {**task.manifest(), "disjoint_check": _disjoint_record(task, cfg)})
     state["config"] = cfg.to_dict()
-    writer.write_json("env.json", rundir.environment(device, mamba_path, str(autocast_dtype or "float32")))
+    writer.write_json(ENV, rundir.environment(device, mamba_path, str(autocast_dtype or "float32")))
 
     order = DataOrder(t.n_train, t.batch_size, t.seed)
     interval = t.eval_interval
@@ -212,7 +213,7 @@ def _run_locked(
             "mamba_path": mamba_path,
             "error": error,
         }
-        writer.write_json("summary.json", rundir.stamp(out))
+        writer.write_json(SUMMARY, rundir.stamp(out))
         writer.last_heartbeat = time.time()
         return out
 

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from probes.errors import UserError
 from probes.io import atomic_path, atomic_write_json, ensure_writable_dir, remove_stale_temps
+from probes.runfiles import MATRIX, METRICS
 
 from . import checkpoint
 from .layout import config_differences, flatten, has_content, own_entries, read_json_or_none
@@ -120,7 +121,7 @@ class RunWriter:
 
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
-        self.metrics = run_dir / "metrics.jsonl"
+        self.metrics = run_dir / METRICS
         self.acc_rows: list[list[float]] = []
         self.count_rows: list[list[int]] = []
         self.steps: list[int] = []
@@ -150,7 +151,7 @@ class RunWriter:
             "step": torch.tensor(self.steps, dtype=torch.int64),
             "count": torch.tensor(self.count_rows, dtype=torch.int64),
         }
-        with atomic_path(self.dir / "per_position.safetensors") as tmp:
+        with atomic_path(self.dir / MATRIX) as tmp:
             save_file(tensors, str(tmp))
 
     def truncate_to(self, step: int) -> str | None:
@@ -169,7 +170,7 @@ class RunWriter:
         if self.steps:
             self._write_matrix()
         else:
-            (self.dir / "per_position.safetensors").unlink(missing_ok=True)
+            (self.dir / MATRIX).unlink(missing_ok=True)
         return f"dropped {bad} unreadable line(s) of {self.metrics.name}" if bad else None
 
     def heartbeat_due(self) -> bool:

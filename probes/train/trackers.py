@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from probes.errors import UserError
+from probes.runfiles import CONFIG, METRICS, TRACKING
 
 TRACKERS = ("tensorboard", "wandb", "csv")
-TRACKING_DIR = "tracking"
+TRACKING_DIR = TRACKING
 
 
 def parse_report_to(text: str | None) -> list[str]:
@@ -63,7 +64,7 @@ class CSVTracker:
             self._csv.writerow(["step", "key", "value"])
 
     def store_init_configuration(self, values: dict[str, Any]) -> None:
-        (self.path.parent / "config.json").write_text(json.dumps(values, indent=1, default=str))
+        (self.path.parent / CONFIG).write_text(json.dumps(values, indent=1, default=str))
 
     def log(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
@@ -139,7 +140,7 @@ class RunMirror:
         self.rows: list[list[float | None]] = []
 
     def _start(self) -> bool:
-        config_path = self.run_dir / "config.json"
+        config_path = self.run_dir / CONFIG
         if not config_path.is_file():
             return False
         try:
@@ -154,7 +155,7 @@ class RunMirror:
         """Log the complete lines appended since the last call; return how many were logged."""
         if not self.kinds:
             return 0
-        metrics = self.run_dir / "metrics.jsonl"
+        metrics = self.run_dir / METRICS
         try:
             size = metrics.stat().st_size
         except OSError:

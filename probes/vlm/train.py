@@ -37,6 +37,7 @@ from transformers import get_cosine_schedule_with_warmup
 from probes.errors import UserError
 from probes.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from probes.models.registry import load_config
+from probes.runfiles import CONFIG, ENV, METRICS, SUMMARY
 from probes.train import checkpoint
 from probes.train.loop import RunDiverged
 from probes.train.rundir import read_metric_lines
@@ -212,13 +213,13 @@ def _train(
     # with accelerate, which would pickle it: issue 14).
     model, opt = acc.prepare(vlm, opt)
     if acc.is_main_process and not resume:
-        atomic_write_json(out / "config.json", {"schema_version": SCHEMA_VERSION, "train": json.loads(cfg.model_dump_json()),
+        atomic_write_json(out / CONFIG, {"schema_version": SCHEMA_VERSION, "train": json.loads(cfg.model_dump_json()),
                                                 "vlm": vlm.config.__dict__, "data": pack_stats})
-        atomic_write_json(out / "env.json", _env(acc, mamba_path))
+        atomic_write_json(out / ENV, _env(acc, mamba_path))
     start = 0
     if resume:
         start = _load_checkpoint(acc, out, sched)
-    metrics_path = out / "metrics.jsonl"
+    metrics_path = out / METRICS
     lines = []
     if resume and metrics_path.is_file():  # a line torn by a kill is dropped, later ones are recomputed
         lines = [json.dumps(rec) for rec in read_metric_lines(metrics_path)[0] if rec["step"] <= start]
@@ -275,7 +276,7 @@ def _train(
     finally:
         status = "failed" if status == "running" else status
         if acc.is_main_process:
-            atomic_write_json(out / "summary.json", {"status": status, "steps_done": _steps_done(ckpt),
+            atomic_write_json(out / SUMMARY, {"status": status, "steps_done": _steps_done(ckpt),
                                                      "max_steps": total_steps, "final_loss": loss_value,
                                                      "wall_time": time.time() - t0, "error": error})
     return out
@@ -306,7 +307,7 @@ def _check_resume(out: Path, cfg: VLMTrainConfig) -> bool:
         return False
     remove_stale_temps(out)
     checkpoint.abandon(out)
-    saved_file = read_json_or_none(out / "config.json")
+    saved_file = read_json_or_none(out / CONFIG)
     if saved_file is None or not isinstance(saved_file.get("train"), dict):
         raise UserError(f"cannot resume {out}: its config.json is unreadable; choose another --out")
     saved, now = dict(saved_file["train"]), json.loads(cfg.model_dump_json())
