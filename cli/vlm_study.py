@@ -58,7 +58,7 @@ def study_cmd(
     grounding_repeats: int = typer.Option(4, "--grounding-repeats", help="Grounding sequences per epoch in stage 2."),
     connector: str = typer.Option("mlp", "--connector", help="mlp | vss-mlp-bsm | vss-mlp-csm | vss-l2-bsm | vss-l2-csm"),
     stage1_steps: int = typer.Option(50, "--stage1-steps", help="Stage 1 steps (connector + the trainable tiny encoder; LM frozen)."),
-    stage2_steps: int = typer.Option(1100, "--stage2-steps", help="Stage 2 (connector + LM) steps."),
+    stage2_steps: int = typer.Option(1800, "--stage2-steps", help="Stage 2 (connector + LM) steps."),
     batch_size: int = typer.Option(16, "--batch-size", help="Training batch, both stages."),
     stage1_lr: float = typer.Option(1e-3, "--stage1-lr"),
     stage2_lr: float = typer.Option(3e-3, "--stage2-lr", help="3e-3: the tiny LMs start from random weights."),

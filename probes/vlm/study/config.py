@@ -39,7 +39,7 @@ class StudyConfig:
     encoder: str = "tiny"
     connector: str = "mlp"
     stage1_steps: int = 50
-    stage2_steps: int = 1100
+    stage2_steps: int = 1800
     batch_size: int = 16
     stage1_lr: float = 1e-3
     stage2_lr: float = 3e-3
