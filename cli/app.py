@@ -52,7 +52,7 @@ def _register() -> None:
     """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
     from . import (  # noqa: F401
         analysis,
-        arch_study,  # noqa: F401
+        arch_study,
         bench,
         data,
         demo,

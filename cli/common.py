@@ -30,12 +30,12 @@ def stdout_console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
-def progress_bar(*extra_fields: str) -> Progress:
+def progress_bar() -> Progress:
     """A rich progress bar with ETA that reads well at 80 columns.
 
     The description column takes the width left over and is cut with an ellipsis when the terminal is
-    narrow; the live metric (the ``metrics`` task field, e.g. "acc 0.953 loss 0.124") and ``extra_fields``
-    are never wrapped or cut, so numbers stay whole."""
+    narrow; the live metric (the ``metrics`` task field, e.g. "acc 0.953 loss 0.124") is never wrapped or
+    cut, so numbers stay whole."""
     columns = [
         TextColumn("[bold]{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
         BarColumn(bar_width=10),
@@ -44,7 +44,6 @@ def progress_bar(*extra_fields: str) -> Progress:
         TimeRemainingColumn(compact=True),
         TextColumn("{task.fields[metrics]}", table_column=Column(no_wrap=True)),
     ]
-    columns += [TextColumn(f"{{task.fields[{f}]}}", table_column=Column(no_wrap=True)) for f in extra_fields]
     return _Progress(*columns, console=console, transient=False, expand=True)
 
 
@@ -54,6 +53,12 @@ class _Progress(Progress):
     def add_task(self, description: str, *args: Any, **fields: Any) -> Any:  # type: ignore[override]
         fields.setdefault("metrics", "")
         return super().add_task(description, *args, **fields)
+
+
+def step_metrics(info: dict[str, Any]) -> str:
+    """The live metric of a training progress row: ``acc 0.953 loss 0.124`` (acc once an eval has run)."""
+    acc = "" if info["acc"] is None else f"acc {info['acc']:.3f} "
+    return f"{acc}loss {info['loss']:.3f}"
 
 
 def run_label(i: int, n: int, config: Any) -> str:

@@ -11,16 +11,25 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from probes.demo import DemoSpec, demo_record, run_demo, timed
+from probes.demo import DemoSpec, demo_record, run_demo
 from probes.io import atomic_write_json
 
 from .app import app
-from .common import console, progress_bar, run_label, sigterm_as_interrupt, stdout_console, validate_runs
+from .common import (
+    console,
+    progress_bar,
+    run_label,
+    sigterm_as_interrupt,
+    stdout_console,
+    step_metrics,
+    validate_runs,
+)
 
 
 @app.command("demo")
@@ -58,12 +67,13 @@ def demo(
             def on_step(step: int, info: dict[str, Any]) -> None:
                 if step % 10 and step != max_steps:
                     return
-                acc = "" if info["acc"] is None else f"acc {info['acc']:.3f} "
-                bar.update(job, completed=step, metrics=f"{acc}loss {info['loss']:.3f}")
+                bar.update(job, completed=step, metrics=step_metrics(info))
 
             return on_step
 
-        summaries, wall_train = timed(lambda: run_demo(planned, resume=resume, on_run=on_run))
+        t0 = time.perf_counter()
+        summaries = run_demo(planned, resume=resume, on_run=on_run)
+        wall_train = time.perf_counter() - t0
     runs = load_runs([runs_dir])
     written: list[Path] = []
     fig, _ = plot_curves(runs)

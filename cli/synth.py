@@ -25,6 +25,7 @@ from .common import (
     run_label,
     sigterm_as_interrupt,
     stdout_console,
+    step_metrics,
     validate_runs,
 )
 
@@ -226,8 +227,7 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool,
 
             def on_step(step: int, info: dict[str, Any], job: int = job, mirror: RunMirror = mirror,
                         every: int = every) -> None:
-                acc = "" if info["acc"] is None else f"acc {info['acc']:.3f} "
-                bar.update(job, completed=step, metrics=f"{acc}loss {info['loss']:.3f}")
+                bar.update(job, completed=step, metrics=step_metrics(info))
                 if step % every == 0:
                     mirror.sync()
 

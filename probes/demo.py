@@ -11,7 +11,6 @@ This module trains and records; the figures and report are drawn from the run di
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +78,3 @@ def demo_record(command: str, wall: float, summaries: dict[str, dict[str, Any]],
         "runs": {name: {k: s.get(k) for k in SUMMARY_KEYS} for name, s in summaries.items()},
     }
 
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0

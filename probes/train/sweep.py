@@ -23,6 +23,7 @@ from .grid import PlannedRun, plan
 
 ORDERS = ("suffix", "prefix")
 _LIST_KEYS = ("models", "len", "order", "lr", "init_seed")
+_TRAIN = TrainConfig()  # the defaults of every training field
 
 
 class SweepSpec(BaseModel):
@@ -43,21 +44,22 @@ class SweepSpec(BaseModel):
     param: dict[str, Any] = Field(default_factory=dict)  # extra task parameters (key=value)
     out: str = "runs"
     report_to: list[str] = Field(default_factory=list)  # trackers mirroring metrics.jsonl (not part of a run)
-    # training fields (probes.train.config.TrainConfig), minus lr, seed and early_stop's spelling
-    batch_size: int = 64
-    max_steps: int = 78_000
-    eval_every: int | None = None
-    eval_samples: int = 100_000
-    eval_batch_size: int = 512
-    n_train: int = 1_000_000
-    threshold: float = 0.95
-    early_stop: bool = True
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    train_log_every: int = 10
-    device: str = "auto"
-    verify_disjoint: bool = True
+    # TrainConfig's fields but lr (swept above; ``seed`` is shared with the task): defaults come from
+    # TrainConfig itself, so the two never drift apart
+    batch_size: int = _TRAIN.batch_size
+    max_steps: int = _TRAIN.max_steps
+    eval_every: int | None = _TRAIN.eval_every
+    eval_samples: int = _TRAIN.eval_samples
+    eval_batch_size: int = _TRAIN.eval_batch_size
+    n_train: int = _TRAIN.n_train
+    threshold: float = _TRAIN.threshold
+    early_stop: bool = _TRAIN.early_stop
+    weight_decay: float = _TRAIN.weight_decay
+    betas: tuple[float, float] = _TRAIN.betas
+    warmup_steps: int = _TRAIN.warmup_steps
+    train_log_every: int = _TRAIN.train_log_every
+    device: str = _TRAIN.device
+    verify_disjoint: bool = _TRAIN.verify_disjoint
 
     @field_validator(*_LIST_KEYS, mode="before")
     @classmethod
