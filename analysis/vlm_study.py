@@ -429,7 +429,7 @@ def study_readme(record: dict[str, Any], rep: StudyReport | None) -> str:
         "",
         f"Status: **{record['status']}**. Elapsed wall time {record.get('elapsed_s', 0.0):.0f} s "
         f"({record['config'].get('workers', 1)} worker processes; sum of stage wall times {record['total_wall_s']:.0f} s) on "
-        f"{env['device']} ({env['cpu_count']} CPUs, {env['threads']} torch threads), torch {env['torch']}, "
+        f"{env.get('device_name') if str(env['device']).startswith('cuda') else env['device']} ({env['cpu_count']} CPUs, {env['threads']} torch threads), torch {env['torch']}, "
         f"transformers {env['transformers']}, python {env['python']}, mamba path {env.get('mamba_path')}.",
         "",
         "## Config",

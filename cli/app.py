@@ -64,8 +64,21 @@ def _register() -> None:
     )
 
 
+#: The arguments of this invocation (``probes synth --num-processes N`` re-runs them under accelerate).
+ARGV: list[str] = []
+
+
+def _secondary_rank() -> bool:
+    """A process other than the main one of ``accelerate launch`` / ``torchrun``: its error lines repeat the
+    main process's (decisions are taken there and shared), so only the main process prints them."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) > 0
+
+
 def main(argv: list[str] | None = None) -> None:
     _register()
+    ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=argv, standalone_mode=False)
     except UsageError as exc:  # a bad flag or value: one line (plus where help is), not click's framed box
@@ -82,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except UserError as exc:  # TaskConfigError is a UserError
-        print(f"error: {exc}", file=sys.stderr)
+        if not _secondary_rank():
+            print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except ValidationError as exc:  # a pydantic config built straight from options
         from probes.train.config import validation_message

@@ -110,3 +110,10 @@ def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwri
         check_unlocked(run_dir)  # a live writer owns it (issue 14): one line naming the holder
         if has_content(run_dir) and not (resume or overwrite):  # the writer lock file alone is no run
             raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")
+
+
+def given(ctx: Any, name: str) -> bool:
+    """Was option ``name`` typed on the command line (rather than left at its default)? Config files fill
+    only what was not typed (``synth --config``, ``vlm train --config``)."""
+    source = ctx.get_parameter_source(name)  # typer may bring its own click: compare the enum by name
+    return getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")

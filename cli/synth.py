@@ -20,6 +20,7 @@ from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 from .app import app
 from .common import (
     console,
+    given,
     parse_params,
     progress_bar,
     run_label,
@@ -39,12 +40,6 @@ _SWEEP_KEYS = {
 }
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Was option ``name`` typed on the command line (rather than left at its default)?"""
-    source = ctx.get_parameter_source(name)  # typer may bring its own click: compare the enum by name
-    return getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
-
-
 def sweep_from_options(ctx: typer.Context, config: Path | None, options: dict[str, Any]) -> SweepSpec:
     """The sweep a command line asks for: the config file's values, then every flag given explicitly; defaults
     apply only where neither says anything (so a file's value is never undone by a flag's default)."""
@@ -52,10 +47,10 @@ def sweep_from_options(ctx: typer.Context, config: Path | None, options: dict[st
     flags: dict[str, Any] = {}
     for name, key in _SWEEP_KEYS.items():
         # lr / init seed: only when typed, so that --grid (or the file) decides otherwise
-        if _given(ctx, name) or (config is None and name not in ("lr", "init_seed")):
+        if given(ctx, name) or (config is None and name not in ("lr", "init_seed")):
             value = options[name]
             flags[key] = str(value) if isinstance(value, Path) else value
-    if config is None or _given(ctx, "no_early_stop"):
+    if config is None or given(ctx, "no_early_stop"):
         flags["early_stop"] = not options["no_early_stop"]
     if options["param"]:
         flags["param"] = {**file_values.get("param", {}), **parse_params(options["param"])}
@@ -122,6 +117,12 @@ def synth(
     out: Annotated[Path, typer.Option(help="Folder holding the run directories.")] = Path("runs"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).")] = False,
+    num_processes: Annotated[int, typer.Option(
+        "--num-processes", help="Train each run on N processes (DDP: gloo on CPUs, NCCL on GPUs) through "
+        "accelerate launch, each on its shard of the global --batch-size; = accelerate launch -m probes synth.",
+        rich_help_panel="Launch")] = 1,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="With --num-processes on GPUs: FSDP instead of DDP.",
+                                       rich_help_panel="Launch")] = False,
     launcher: Annotated[str, typer.Option(
         help="none: runs in this process; local: a worker process per --gpus slot; slurm: a submitit job array. "
              "Launchers skip finished runs and resume interrupted ones.", rich_help_panel="Launch")] = "none",
@@ -175,6 +176,22 @@ def synth(
     if dry_run:
         print_plan(runs)
         return
+    if fsdp and num_processes < 2:
+        raise UserError("--fsdp needs --num-processes N (N >= 2)")
+    if num_processes != 1:
+        if launcher != "none":
+            raise UserError("--num-processes trains one run on several processes; it does not combine with --launcher")
+        from probes.launch.processes import run_processes
+        from probes.train.order import check_divisible
+
+        from .app import ARGV
+
+        check_divisible(spec.batch_size, num_processes)
+
+        code = run_processes(ARGV, num_processes, fsdp=fsdp, device=spec.device)
+        if code:
+            raise typer.Exit(code if code in (1, 2, 130) else 1)
+        return
 
     from probes.launch.dispatch import launch_grid, plan_launch
     from probes.launch.jobs import check_launchable
@@ -217,6 +234,10 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool,
     from probes.train.loop import run  # heavy imports only when training
     from probes.train.trackers import RunMirror
 
+    from .app import _secondary_rank
+
+    if _secondary_rank():  # another process of a multi-process run: same runs, no output, no trackers
+        return [(p, run(p.config, p.run_dir, resume=resume, overwrite=overwrite)) for p in runs]
     results = []
     with progress_bar() as bar:
         for i, planned in enumerate(runs, 1):

@@ -9,7 +9,7 @@ import typer
 from probes.errors import UserError
 
 from .app import app
-from .common import progress_bar
+from .common import given, progress_bar
 
 vlm_app = typer.Typer(help="Pythia-VL / Mamba-VL: train, evaluate, grounding-gap report.", no_args_is_help=True)
 app.add_typer(vlm_app, name="vlm")
@@ -57,11 +57,31 @@ def world(
     typer.echo(f"wrote {manifest['n_images']} images and {len(manifest['files'])} annotation files to {out}")
 
 
+# typer parameter name -> VLMTrainConfig field (the config file takes the field names, or these flag names)
+_TRAIN_FIELDS = {
+    "stage": "stage", "data": "data", "out": "out", "backbone": "backbone", "encoder": "encoder",
+    "encoder_weights": "encoder_weights", "connector": "connector", "resolution": "resolution",
+    "prune_k": "prune_k", "image_root": "image_root", "init_from": "init_from", "tokenizer": "tokenizer",
+    "order": "task_aware", "loss_norm": "loss_norm", "max_steps": "max_steps", "epochs": "epochs",
+    "batch_size": "batch_size", "lr": "lr", "max_length": "max_length", "seed": "seed",
+    "save_every": "save_every", "log_every": "log_every",
+}
+
+
 @vlm_app.command("train")
 def train_cmd(
-    stage: int = typer.Option(..., "--stage", help="1: connector only; 2: connector + language model."),
-    data: Path = typer.Option(..., "--data", help="LLaVA JSON file, or a world directory."),
-    out: Path = typer.Option(..., "--out", help="Run directory (resumed when it holds a checkpoint)."),
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML file setting any training field (keys = field names or flag names: "
+        "batch_size or batch-size, order, model; also weight_decay, betas, warmup_ratio, grad_clip, "
+        "task_repeats, encoder_overrides, report_to). Flags typed on the command line override it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (JSON); write nothing."),
+    stage: int | None = typer.Option(
+        None, "--stage", help="1: connector only; 2: connector + language model (required, or in --config)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="LLaVA JSON file, or a world directory (required, or in --config)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory, resumed if it holds a checkpoint (required, or in --config)."),
     backbone: str = typer.Option("pythia-tiny", "--model", "--backbone", help="Backbone: preset or local save_pretrained directory."),
     encoder: str = typer.Option("tiny", "--encoder", help="tiny | eva02-l14-336 | clip-l14-336"),
     encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="EVA-02 weights file or CLIP directory."),
@@ -88,29 +108,40 @@ def train_cmd(
     """Train one VLM stage through accelerate (use `accelerate launch -m probes.cli.app vlm train …` for several processes).
 
     Example: probes vlm train --stage 1 --backbone pythia-tiny --encoder tiny --connector mlp --data world --out runs/s1 --max-steps 50 --batch-size 8
-    """
-    from probes.vlm.train import train
-    from probes.vlm.train_config import VLMTrainConfig
 
-    cfg = VLMTrainConfig.build(
-        stage=stage, data=str(data), out=str(out), backbone=backbone, encoder=encoder,
-        encoder_weights=encoder_weights, connector=connector, resolution=resolution, prune_k=prune_k,
-        image_root=image_root, init_from=init_from, tokenizer=tokenizer, task_aware=order, loss_norm=loss_norm,
-        max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
-        save_every=save_every, log_every=log_every,
-    )
+    With --config run.yaml every field of the run can come from the file (flags typed here override it):
+    probes vlm train --config run.yaml --lr 3e-3 --dry-run
+    """
+    options = dict(locals())  # the parameters, before any import adds names
+    import json
     import os
 
+    from probes.train.sweep import load_sweep_file
     from probes.train.trackers import RunMirror, parse_report_to
+    from probes.vlm.train_config import config_from_sources
 
-    trackers = parse_report_to(report_to) if int(os.environ.get("RANK", "0")) == 0 else []  # one process logs
+    file_values = load_sweep_file(config) if config is not None else {}
+    file_report_to = file_values.pop("report_to", None)
+    flags = {field: str(options[name]) if isinstance(options[name], Path) else options[name]
+             for name, field in _TRAIN_FIELDS.items() if given(ctx, name)}
+    cfg = config_from_sources(file_values, flags)
+    if not given(ctx, "report_to") and file_report_to is not None:
+        listed = isinstance(file_report_to, list)
+        report_to = ",".join(map(str, file_report_to)) if listed else str(file_report_to)
+    chosen = parse_report_to(report_to)
+    if dry_run:
+        typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        return
+    from probes.vlm.train import train
+
+    trackers = chosen if int(os.environ.get("RANK", "0")) == 0 else []  # one process logs
     mirror = RunMirror(Path(cfg.out), trackers)
     with progress_bar() as bar:
-        task = bar.add_task(f"stage {stage}", total=None)
+        task = bar.add_task(f"stage {cfg.stage}", total=None)
 
         def on_step(done: int, total: int, loss: float) -> None:
             bar.update(task, total=total, completed=done, metrics=f"loss {loss:.3f}")
-            if done % log_every == 0:
+            if done % cfg.log_every == 0:
                 mirror.sync()
 
         try:

@@ -1,4 +1,8 @@
-"""Task names → constructors, so the CLI and the trainer build any task from a name and parameters."""
+"""Task names → constructors, so the CLI and the trainer build any task from a name and parameters.
+
+The table is not written here: each task class registers itself with ``@register_task``
+(:mod:`.base`), so a new task is its module; importing it is all the registry needs.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,13 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable
 from typing import Any
 
-from .base import ProbeTask, TaskConfigError
-from .copying import CopyingConfig, CopyingTask
-from .grounding import GroundingConfig, GroundingTask
-from .induction import InductionConfig, InductionTask
-from .mqar import MQARConfig, MQARTask
+from . import copying, grounding, induction, mqar  # noqa: F401  (their @register_task fills TASKS)
+from .base import TASK_TYPES, ProbeTask, TaskBase, TaskConfigError
 
-# name -> (config dataclass, task class). Other tasks register here next to their module.
-TASKS: dict[str, tuple[type, Callable[[Any], ProbeTask]]] = {
-    "grounding": (GroundingConfig, GroundingTask),
-    "mqar": (MQARConfig, MQARTask),
-    "copying": (CopyingConfig, CopyingTask),
-    "induction": (InductionConfig, InductionTask),
-}
+# name -> task class (its config dataclass is ``cls.config_type``); the same dict @register_task fills
+TASKS: dict[str, type[TaskBase[Any]]] = TASK_TYPES
 
 
 def task_names() -> list[str]:
@@ -31,7 +26,7 @@ def task_names() -> list[str]:
 def config_class(name: str) -> type:
     if name not in TASKS:
         raise TaskConfigError(f"unknown task {name!r}; choose one of {', '.join(task_names())}")
-    return TASKS[name][0]
+    return TASKS[name].config_type
 
 
 def make_config(name: str, params: dict[str, Any]) -> Any:
@@ -40,7 +35,9 @@ def make_config(name: str, params: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise TaskConfigError(f"task {name!r} has no parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise TaskConfigError(
+            f"task {name!r} has no parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     hints = typing.get_type_hints(cls)
     for key, value in params.items():
         check_type(name, key, value, hints[key])
@@ -77,9 +74,9 @@ def check_type(task: str, key: str, value: Any, annotation: Any) -> None:
 
 def build_task(name: str, params: dict[str, Any] | None = None) -> ProbeTask:
     config = make_config(name, params or {})
-    return TASKS[name][1](config)
+    return TASKS[name](config)
 
 
 def task_from_config(name: str, config: Any) -> ProbeTask:
     config_class(name)
-    return TASKS[name][1](config)
+    return TASKS[name](config)

@@ -58,7 +58,7 @@ def test_unmeasured_positions_are_null_and_nan(nan_run: Path) -> None:
 
 
 def test_run_files_honour_the_umask(nan_run: Path) -> None:
-    for rel in ("per_position.safetensors", "checkpoint/model.safetensors", "checkpoint/optimizer.pt",
+    for rel in ("per_position.safetensors", "checkpoint/model.safetensors", "checkpoint/optimizer.bin",
                 "checkpoint/state.json", "summary.json", "metrics.jsonl", "config.json"):
         assert stat.S_IMODE((nan_run / rel).stat().st_mode) == 0o644, rel
 

@@ -91,7 +91,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_older(tmp_path: Path, refer
         f = ckpt / "model.safetensors"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     elif damage == "truncate-optimizer":
-        f = ckpt / "optimizer.pt"
+        f = ckpt / "optimizer.bin"
         f.write_bytes(f.read_bytes()[:100])
     else:
         (ckpt / "state.json").write_text("{not json")

@@ -62,13 +62,17 @@ BAD = {
 def runs(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
+    items = [*OK.items(), *BAD.items()]
+    # mktemp is not thread-safe (numbered directories race): make every directory before the threads start
+    dirs = {name: tmp_path_factory.mktemp(name) for name, _ in items}
+
     def one(name: str, args: list[str]) -> tuple[str, tuple[subprocess.CompletedProcess[str], Path]]:
-        d = tmp_path_factory.mktemp(name)
+        d = dirs[name]
         argv = [*PROBES, "data", *(a.replace("{d}", str(d)) for a in args)]
         return name, (subprocess.run(argv, capture_output=True, text=True, timeout=300), d)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(lambda item: one(*item), [*OK.items(), *BAD.items()]))
+        return dict(pool.map(lambda item: one(*item), items))
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

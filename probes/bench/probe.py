@@ -1,12 +1,14 @@
 """A backbone set up for the grounding probe exactly as the trainer does, and one timed training step.
 
-The trainer's step is fwd + bwd + AdamW with logits only at the target position (`target_logits`), under
-bf16 autocast on CUDA; these helpers reproduce that step outside a run directory so it can be timed.
+The trainer's step is the engine's (:mod:`probes.train.engine`): fwd + bwd + AdamW with logits only at the
+target position (`TargetLogits`), under bf16 autocast on CUDA; :class:`Stepper` takes that very step on a
+fixed batch outside a run directory so it can be timed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from transformers import PreTrainedModel
@@ -16,7 +18,8 @@ from probes.models.resize import add_tokens
 from probes.ssm.patch import enable_fast_path
 from probes.synthetic.base import Batch
 from probes.synthetic.grounding import GroundingConfig, GroundingTask
-from probes.train.forward import loss_and_correct, target_logits
+from probes.train.engine import Engine
+from probes.train.forward import TargetLogits, probe_loss
 
 from .timing import cuda_step_peak_bytes, saved_activation_bytes
 
@@ -77,26 +80,25 @@ def train_batch(probe: Probe, length: int, batch_size: int) -> Batch:
 
 
 class Stepper:
-    """One probe, its AdamW and a fixed batch: ``step()`` is the trainer's fwd + bwd + update."""
+    """One probe, its optimizer and a fixed batch: ``step()`` is the trainer's step, the engine's
+    :class:`~probes.train.engine.TrainStep` (autocast, loss check, backward, fused AdamW on CUDA).
+
+    Each stepper has its own engine, so deleting it frees the model (an engine's accelerator keeps references
+    to what it prepared); the engines of one process share accelerate's device and precision state."""
 
     def __init__(self, probe: Probe, batch: Batch) -> None:
         self.probe = probe
         self.batch = batch
-        # fused on CUDA, like the trainer (probes/train/loop.py): one kernel per step instead of one per tensor
-        self.optimizer = torch.optim.AdamW(probe.model.parameters(), lr=1e-4, fused=probe.device.type == "cuda")
+        self.engine = Engine(str(probe.device))
+        optimizer = self.engine.optimizer(probe.model.parameters(), lr=1e-4)
+        self.train_step = self.engine.step(TargetLogits(probe.model), optimizer)
+        self._loss = partial(probe_loss, self.train_step.module, batch)
 
     def forward_backward(self) -> None:
-        p, b = self.probe, self.batch
-        dtype = p.autocast_dtype
-        with torch.autocast(p.device.type, dtype=dtype, enabled=dtype is not None):
-            logits = target_logits(p.model, b.input_ids, b.label_positions)
-        loss, _ = loss_and_correct(logits, b)
-        loss.backward()
+        self.train_step.forward_backward(self._loss)
 
     def step(self) -> None:
-        self.forward_backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.train_step(self._loss)
 
     def step_memory(self) -> tuple[int, str]:
         """Memory one step needs beyond what is resident, and what that number is: on CUDA the allocator peak
@@ -106,7 +108,7 @@ class Stepper:
             return cuda_step_peak_bytes(self.step, device), "cuda max_memory_allocated during one step, above resident"
         with saved_activation_bytes() as box:
             self.forward_backward()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.train_step.optimizer.zero_grad(set_to_none=True)
         return box[0], "bytes saved for backward (CPU)"
 
 

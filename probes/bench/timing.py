@@ -77,16 +77,11 @@ def peak_bf16_flops(device: torch.device) -> float | None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    import transformers
+    """The run directories' environment record (one definition: :func:`probes.train.engine.environment`)
+    with the device's bf16 peak, against which MFU is reported."""
+    from probes.train.engine import environment as run_environment
 
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "device": str(device),
-        "device_name": device_name(device),
-        "threads": torch.get_num_threads(),
-        "peak_bf16_flops": peak_bf16_flops(device),
-    }
+    return {**run_environment(device), "device_name": device_name(device), "peak_bf16_flops": peak_bf16_flops(device)}
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Checkpoints for exact resume, shared by the probe trainer and the VLM trainer (issue 14, point 2).
 
-Layout: ``checkpoint/`` (newest) and ``checkpoint.old/`` (the one before), each holding the weights
-(safetensors), the optimizer state and ``state.json`` (step, data cursor, RNG states, and the size of every
+Layout: ``checkpoint/`` (newest) and ``checkpoint.old/`` (the one before), each holding accelerate's
+``save_state`` files (weights as safetensors, sharded under FSDP; optimizer; per-process RNG) and ``state.json`` (step, data cursor, RNG states, and the size of every
 file of the checkpoint). A new checkpoint is written into ``checkpoint.new/``; ``state.json`` is written last
 and the directories are rotated with renames, so an interruption at any moment leaves at least one complete
 checkpoint, and the last two are kept.
@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
 
 from probes.errors import UserError
 from probes.io import apply_default_modes, atomic_write_json
@@ -159,23 +158,6 @@ def abandon(run_dir: Path) -> None:
     shutil.rmtree(run_dir / NEW, ignore_errors=True)
 
 
-def save_checkpoint(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
-) -> None:
-    """Write the probe trainer's checkpoint; on any failure the previous checkpoints stay as they were."""
-    new = begin(run_dir)
-    try:
-        save_model(model, str(new / "model.safetensors"))
-        torch.save(optimizer.state_dict(), new / "optimizer.pt")
-        finish(run_dir, state)
-    except BaseException as exc:
-        abandon(run_dir)
-        if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-            raise UserError(f"cannot write a checkpoint into {run_dir}: {reason}") from None
-        raise
-
-
 # --- reading ----------------------------------------------------------------------------------------------
 def load_first_good(run_dir: Path, load: Any) -> tuple[dict[str, Any], str | None]:
     """Verify the candidates newest first and ``load(ckpt_dir, state)`` the first that verifies and loads.
@@ -205,20 +187,7 @@ def load_first_good(run_dir: Path, load: Any) -> tuple[dict[str, Any], str | Non
     raise UserError(f"cannot resume {run_dir}: {'; '.join(failures)}; use --overwrite to start it over")
 
 
-def load_checkpoint(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
-) -> tuple[dict[str, Any], str | None]:
-    """Restore the probe trainer's newest usable checkpoint: ``(state, recovery note or None)``."""
-
-    def load(ckpt: Path, state: dict[str, Any]) -> None:
-        load_model(model, str(ckpt / "model.safetensors"), device=str(device))
-        opt_state = torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True)
-        optimizer.load_state_dict(opt_state)
-
-    return load_first_good(run_dir, load)
-
-
-# --- accelerate (the VLM trainer) -------------------------------------------------------------------------
+# --- accelerate (the engine: every trainer) ----------------------------------------------------------------------
 def scheduler_state(scheduler: Any) -> dict[str, Any]:
     """An LR scheduler's state as JSON (its lambdas are code, rebuilt by the trainer, not stored)."""
     return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}

@@ -34,3 +34,23 @@ def loss_and_correct(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, 
     loss = F.cross_entropy(flat, batch.labels.reshape(-1))
     correct = logits.argmax(dim=-1) == batch.labels
     return loss, correct
+
+
+class TargetLogits(torch.nn.Module):
+    """``model`` as a module whose forward is :func:`target_logits`: what the engine prepares (DDP, FSDP).
+
+    Distributed wrappers synchronise gradients and gather shards around their own ``forward``; calling
+    ``model.base_model`` directly would bypass them, so the probe's forward must be the wrapped module's."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, label_positions: torch.Tensor) -> torch.Tensor:
+        return target_logits(self.model, input_ids, label_positions)
+
+
+def probe_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """The training loss of a batch through a (possibly wrapped) :class:`TargetLogits`: the one loss the
+    trainer and ``probes bench step`` both take."""
+    return loss_and_correct(module(batch.input_ids, batch.label_positions), batch)[0]

@@ -7,10 +7,9 @@ sees the same samples in the same order, and a resumed run replays exactly the s
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,47 +24,16 @@ from probes.synthetic.base import ProbeTask, TaskConfigError
 from probes.synthetic.registry import build_task
 
 from . import rundir
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
+from .engine import Engine, NonFiniteLoss, RunDiverged, recorded, resolve_device, warmup_schedule
 from .evaluate import evaluate
-from .forward import loss_and_correct, target_logits
-from .lock import writer_lock
+from .forward import TargetLogits, probe_loss
+from .order import PROBE_STRIDE, DataOrder, check_divisible, shard
+
+__all__ = ["DataOrder", "RunDiverged", "resolve_device", "run", "build_task_for", "enable_mamba_fast_path"]
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 BASE_MODEL_SEED = 0  # presets: the "pretrained" weights are the same for every lr / init seed of a grid
-
-
-class DataOrder:
-    """Training indices for a step: epoch-wise seeded permutations of ``range(n_train)``."""
-
-    def __init__(self, n_train: int, batch_size: int, seed: int) -> None:
-        self.n, self.b, self.seed = n_train, batch_size, seed
-        self._perms: dict[int, torch.Tensor] = {}
-
-    def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
-            if len(self._perms) > 2:
-                self._perms.pop(min(self._perms))
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perms[epoch] = torch.randperm(self.n, generator=gen)
-        return self._perms[epoch]
-
-    def indices(self, step: int) -> torch.Tensor:
-        pos = torch.arange(step * self.b, (step + 1) * self.b)
-        epochs, offsets = pos // self.n, pos % self.n
-        return torch.cat([self._perm(int(e))[offsets[epochs == e]] for e in torch.unique(epochs)])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but CUDA is not available")
-    return device
 
 
 def enable_mamba_fast_path(model: torch.nn.Module) -> str | None:
@@ -106,10 +74,6 @@ def _disjoint_record(task: ProbeTask, cfg: RunConfig) -> dict[str, Any]:
     return {"checked": True, **result}
 
 
-class RunDiverged(UserError):
-    """The training loss became NaN or infinite: the run stops with status ``diverged``."""
-
-
 def _resume_config(run_dir: Path, cfg: RunConfig, state: dict[str, Any]) -> str | None:
     """Check that the run directory was started with ``cfg``; name every differing field otherwise.
 
@@ -144,58 +108,72 @@ def run(
 ) -> dict[str, Any]:
     """Train one run into ``run_dir``; return its summary. KeyboardInterrupt leaves a resumable run.
 
+    The step, data order, checkpoints and processes are the engine's (:mod:`probes.train.engine`): under
+    ``accelerate launch`` / ``torchrun`` every process calls this with the same arguments, each trains on its
+    shard of every global batch, and only the main process writes the run directory and calls ``on_step``.
     The run directory's writer lock is held throughout (:mod:`probes.train.lock`): a second writer of the
     same directory fails with one line naming this process. A non-finite training loss stops the run with
     status ``diverged`` and raises :class:`RunDiverged`."""
-    t = cfg.train
-    device = resolve_device(t.device)
+    engine = Engine(cfg.train.device)
+    check_divisible(cfg.train.batch_size, engine.world)
     backbone = load_backbone(cfg.model.name, seed=BASE_MODEL_SEED)  # bad names fail before any file exists
     task = build_task_for(cfg, backbone.vocab_size)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} exists and is not a directory")
-    with writer_lock(run_dir):
-        return _run_locked(cfg, run_dir, backbone, task, device, resume, overwrite, on_step)
+    with engine.writing(run_dir):
+        return _run_locked(cfg, run_dir, engine, backbone, task, resume, overwrite, on_step)
 
 
 def _run_locked(
     cfg: RunConfig,
     run_dir: Path,
+    engine: Engine,
     backbone: Any,
     task: ProbeTask,
-    device: torch.device,
     resume: bool,
     overwrite: bool,
     on_step: StepCallback | None,
 ) -> dict[str, Any]:
     t = cfg.train
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    main = engine.is_main
     model = backbone.model
-    resuming = rundir.prepare(run_dir, resume, overwrite)
+    resuming = engine.on_main(lambda: rundir.prepare(run_dir, resume, overwrite))
     first = add_tokens(model, len(task.new_tokens), cfg.model.init_strategy, cfg.model.init_seed)
     assert first == task.first_new_id, (first, task.first_new_id)
-    model.to(device).train()
+    model.to(engine.device).train()
     mamba_path = enable_mamba_fast_path(model)  # after the move: the path depends on the model's device
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=device.type == "cuda"
-    )
+    optimizer = engine.optimizer(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    step_fn = engine.step(TargetLogits(model), optimizer, scheduler=warmup_schedule(optimizer, t.warmup_steps))
     writer = rundir.RunWriter(run_dir)
     state: dict[str, Any] = {"step": 0, "reached_step": None, "wall_time": 0.0, "best_acc": 0.0, "final_acc": None}
     if resuming:
-        state, note = load_checkpoint(run_dir, model, optimizer, device)
-        notes = [note, _resume_config(run_dir, cfg, state), writer.truncate_to(state["step"])]
-        if any(notes):
-            rundir.say(f"{run_dir}: " + "; ".join(n for n in notes if n))
+        state, note = engine.load(run_dir, step_fn)
+
+        def check_resumed() -> None:
+            notes = [note, _resume_config(run_dir, cfg, state), writer.truncate_to(state["step"])]
+            if any(notes):
+                rundir.say(f"{run_dir}: " + "; ".join(n for n in notes if n))
+
+        engine.on_main(check_resumed)
     else:
         _seed_everything(t.seed)  # dropout and any other sampling start from the data seed
-        config_json = cfg.to_dict()
-        config_json["model"] |= {"family": backbone.family, "n_params": backbone.n_params()}
-        writer.write_json(CONFIG, config_json)
-        writer.write_json(MANIFEST, {**task.manifest(), "disjoint_check": _disjoint_record(task, cfg)})
-    state["config"] = cfg.to_dict()
-    writer.write_json(ENV, rundir.environment(device, mamba_path, str(autocast_dtype or "float32")))
 
-    order = DataOrder(t.n_train, t.batch_size, t.seed)
+        def start() -> None:
+            config_json = cfg.to_dict()
+            config_json["model"] |= {"family": backbone.family, "n_params": backbone.n_params()}
+            writer.write_json(CONFIG, config_json)
+            writer.write_json(MANIFEST, {**task.manifest(), "disjoint_check": _disjoint_record(task, cfg)})
+
+        engine.on_main(start)
+    state["config"] = cfg.to_dict()
+    if main:
+        writer.write_json(ENV, engine.environment(mamba_path))
+
+    order = DataOrder(t.n_train, t.batch_size, t.seed, PROBE_STRIDE)
     interval = t.eval_interval
+    # FSDP gathers parameters inside the wrapped forward: evaluate through it; otherwise through the plain
+    # module (a DDP forward would broadcast buffers, a collective the held-out loop need not pay for).
+    eval_module = step_fn.module if "FSDP" in str(engine.acc.distributed_type) else engine.unwrap(step_fn.module)
 
     def summary(status: str, error: str | None = None) -> dict[str, Any]:
         reached = state["reached_step"]
@@ -213,79 +191,57 @@ def _run_locked(
             "mamba_path": mamba_path,
             "error": error,
         }
-        writer.write_json(SUMMARY, rundir.stamp(out))
-        writer.last_heartbeat = time.time()
+        if main:
+            writer.write_json(SUMMARY, rundir.stamp(out))
+            writer.last_heartbeat = time.time()
         return out
 
     summary("running")
     start_wall = time.perf_counter() - state["wall_time"]
     step = state["step"]
     last_acc = state["final_acc"]
-    try:
+    with recorded(summary):
         while step < t.max_steps and not (t.early_stop and state["reached_step"] is not None):
-            batch = task.generate("train", order.indices(step).to(device))
-            lr = t.lr * min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else t.lr
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                logits = target_logits(model, batch.input_ids, batch.label_positions)
-            loss, _ = loss_and_correct(logits, batch)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):  # before the update: the checkpoint keeps finite weights
+            batch = task.generate("train", shard(order.indices(step), engine.rank, engine.world).to(engine.device))
+            try:
+                result = step_fn(partial(probe_loss, step_fn.module, batch))
+            except NonFiniteLoss as exc:
                 raise RunDiverged(
-                    f"{run_dir.name} diverged: the training loss became {loss_value} at step {step + 1} "
+                    f"{run_dir.name} diverged: the training loss became {exc.value} at step {step + 1} "
                     f"(lr {t.lr:g}); try a lower --lr"
-                )
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+                ) from None
             step += 1
             state["step"] = step
             state["wall_time"] = time.perf_counter() - start_wall
-            if step % t.train_log_every == 0:
+            if main and step % t.train_log_every == 0:
                 writer.append(
                     {"kind": "train", "step": step, "samples_seen": step * t.batch_size,
-                     "wall_time": round(state["wall_time"], 3), "loss": loss_value, "lr": lr}
+                     "wall_time": round(state["wall_time"], 3), "loss": result.loss, "lr": result.lr}
                 )
             if step % interval == 0 or step == t.max_steps:
-                ev = evaluate(model, task, t.eval_samples, t.eval_batch_size, device, autocast_dtype)
+                ev = evaluate(eval_module, task, t.eval_samples, t.eval_batch_size, engine.device,
+                              engine.autocast_dtype, engine=engine)
                 last_acc = ev.accuracy
                 state["final_acc"] = ev.accuracy
                 state["best_acc"] = max(state["best_acc"], ev.accuracy)
                 if ev.accuracy >= t.threshold and state["reached_step"] is None:
                     state["reached_step"] = step
                 state["wall_time"] = time.perf_counter() - start_wall
-                writer.add_eval(
-                    {"kind": "eval", "step": step, "samples_seen": step * t.batch_size,
-                     "frac_steps": step / t.max_steps, "wall_time": round(state["wall_time"], 3),
-                     "heldout_loss": ev.loss, "heldout_acc": ev.accuracy,
-                     "per_position_acc": ev.per_position_acc, "per_position_count": ev.per_position_count},
-                    ev.per_position_count,
-                )
-                save_checkpoint(run_dir, model, optimizer, state)
+                if main:
+                    writer.add_eval(
+                        {"kind": "eval", "step": step, "samples_seen": step * t.batch_size,
+                         "frac_steps": step / t.max_steps, "wall_time": round(state["wall_time"], 3),
+                         "heldout_loss": ev.loss, "heldout_acc": ev.accuracy,
+                         "per_position_acc": ev.per_position_acc, "per_position_count": ev.per_position_count},
+                        ev.per_position_count,
+                    )
+                engine.save(run_dir, state, step_fn)
                 summary("running")  # the heartbeat
-            elif writer.heartbeat_due():
+            elif main and writer.heartbeat_due():
                 summary("running")
-            if on_step is not None:
-                on_step(step, {"loss": loss_value, "acc": last_acc, "max_steps": t.max_steps})
-    except KeyboardInterrupt:
-        summary("interrupted")
-        raise
-    except RunDiverged as exc:
-        summary("diverged", str(exc))
-        raise
-    except Exception as exc:
-        _record_failure(summary, exc)
-        raise
+            if on_step is not None and main:
+                on_step(step, {"loss": result.loss, "acc": last_acc, "max_steps": t.max_steps})
     return summary("finished")
-
-
-def _record_failure(summary: Callable[[str, str | None], Any], exc: Exception) -> None:
-    """Mark the run failed; when even that cannot be written (disk full) the writer lock, released as the
-    process ends, is what tells ``probes status`` that the run is dead."""
-    message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-    with contextlib.suppress(Exception):
-        summary("failed", message.splitlines()[0] if message else type(exc).__name__)
 
 
 def _seed_everything(seed: int) -> None:

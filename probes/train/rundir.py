@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -84,24 +82,6 @@ def read_metric_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
         else:
             bad += 1
     return records, bad
-
-
-def environment(device: torch.device, mamba_path: str | None, dtype: str) -> dict[str, Any]:
-    import transformers
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "device": str(device),
-        "device_name": name,
-        "dtype": dtype,
-        "threads": torch.get_num_threads(),
-        "mamba_path": mamba_path,
-    }
 
 
 def _finite_or_none(v: Any) -> Any:

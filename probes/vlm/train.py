@@ -1,4 +1,5 @@
-"""Two-stage VLM training through accelerate (one code path: single device, DDP, FSDP, DeepSpeed).
+"""Two-stage VLM training on the shared engine (:mod:`probes.train.engine`: one code path for a single
+device, DDP and FSDP; the engine's step, data order, checkpoints and end states).
 
 Run directory::
 
@@ -20,27 +21,25 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_cosine_schedule_with_warmup
 
 from probes.errors import UserError
-from probes.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from probes.io import atomic_write_json, ensure_writable_dir
 from probes.models.registry import load_config
-from probes.runfiles import CONFIG, ENV, METRICS, SUMMARY
+from probes.runfiles import CONFIG, ENV, SUMMARY
 from probes.train import checkpoint
-from probes.train.loop import RunDiverged
-from probes.train.rundir import read_metric_lines
+from probes.train.engine import Engine, NonFiniteLoss, RunDiverged, recorded
+from probes.train.order import VLM_STRIDE, DataOrder, check_divisible, shard
+from probes.train.rundir import RunWriter
 
 from .data.llava import Conversation, load_llava
 from .image import load_image, pixel_tensor
@@ -111,16 +110,6 @@ def _packed_items(cfg: VLMTrainConfig, vlm: VLM, convs: list[Conversation]) -> t
                    "sequences_per_epoch": len(items)}  # fmt: skip
 
 
-def batch_positions(step: int, batch_size: int, n_items: int, seed: int) -> list[int]:
-    """Item indices of global batch ``step`` (epochs concatenated, each a seeded permutation)."""
-    out = []
-    for pos in range(step * batch_size, (step + 1) * batch_size):
-        epoch, offset = divmod(pos, n_items)
-        perm = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        out.append(int(perm[offset]))
-    return out
-
-
 def set_trainable(vlm: VLM, stage: int) -> list[torch.nn.Parameter]:
     """Stage 1: connector (+ pruner, + a trainable encoder); stage 2: also the whole language model."""
     vlm.requires_grad_(False)
@@ -134,49 +123,7 @@ def set_trainable(vlm: VLM, stage: int) -> list[torch.nn.Parameter]:
     return [p for p in vlm.parameters() if p.requires_grad]
 
 
-def _env(acc: Accelerator, mamba_path: str | None) -> dict[str, Any]:
-    import transformers
-
-    dev = acc.device
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "num_processes": acc.num_processes,
-        "distributed_type": str(acc.distributed_type),
-        "mixed_precision": acc.mixed_precision,
-        "threads": torch.get_num_threads(),
-        "mamba_path": mamba_path,
-    }
-
-
 def train(
-    cfg: VLMTrainConfig,
-    *,
-    stop_after: int | None = None,
-    on_step: Callable[[int, int, float], None] | None = None,
-) -> Path:
-    """:func:`_train` under the run directory's writer lock (main process; :mod:`probes.train.lock`): a second
-    writer of ``cfg.out`` fails with one line naming the holder. A directory the lock created is removed
-    again when the run fails before writing anything (bad inputs leave no run directory behind)."""
-    from probes.train.layout import has_content
-    from probes.train.lock import writer_lock
-
-    out = Path(cfg.out)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun / accelerate launch: only the global rank 0 writes
-        return _train(cfg, stop_after=stop_after, on_step=on_step)
-    created = not out.exists()
-    try:
-        with writer_lock(out):
-            return _train(cfg, stop_after=stop_after, on_step=on_step)
-    except BaseException:
-        if created and out.is_dir() and not has_content(out):
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-
-
-def _train(
     cfg: VLMTrainConfig,
     *,
     stop_after: int | None = None,
@@ -186,104 +133,109 @@ def _train(
 
     ``stop_after``: checkpoint and stop (status ``stopped``) once that many steps are done — for time-sliced
     cluster jobs; rerunning the same command continues exactly. ``on_step(done, total, loss)``: progress
-    callback (the CLI passes its progress bar; the library never draws one itself)."""
+    callback (the CLI passes its progress bar; the library never draws one itself).
+
+    The engine's main process holds the run directory's writer lock (:mod:`probes.train.lock`): a second
+    writer of ``cfg.out`` fails with one line naming the holder. A directory the lock created is removed again
+    when the run fails before writing anything (bad inputs leave no run directory behind)."""
+    from probes.train.layout import has_content
+
     out = Path(cfg.out)
-    acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", cpu=not torch.cuda.is_available())
-    if cfg.batch_size % acc.num_processes:
-        raise UserError(f"batch size {cfg.batch_size} is not divisible by {acc.num_processes} processes")
-    ckpt = out / "checkpoint"
-    resume = _check_resume(out, cfg)
+    engine = Engine("auto")
+    check_divisible(cfg.batch_size, engine.world)
+    created = not out.exists()
+    try:
+        with engine.writing(out):
+            return _train(cfg, engine, stop_after=stop_after, on_step=on_step)
+    except BaseException:
+        if engine.is_main and created and out.is_dir() and not has_content(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(
+    cfg: VLMTrainConfig,
+    engine: Engine,
+    *,
+    stop_after: int | None,
+    on_step: Callable[[int, int, float], None] | None,
+) -> Path:
+    out = Path(cfg.out)
+    main = engine.is_main
+    resume = engine.on_main(lambda: _check_resume(out, cfg))
     set_seed(cfg.seed)
     convs = load_llava(cfg.data_file(), cfg.image_root, default_task="caption" if cfg.stage == 1 else "chat")
     if not convs:
         raise UserError(f"{cfg.data_file()} holds no conversations")
     vlm = _make_vlm(cfg, convs)
-    vlm.to(acc.device)  # the scan path is picked by device (probes-triton on CUDA): move first
+    vlm.to(engine.device)  # the scan path is picked by device (probes-triton on CUDA): move first
     mamba_path = enable_fast_path(vlm.backbone, vlm.config.family)
     items, pack_stats = _packed_items(cfg, vlm, convs)
-    if acc.is_main_process:  # only now: bad inputs above leave no run directory behind
+    if main:  # only now: bad inputs above leave no run directory behind
         ensure_writable_dir(out)
     params = set_trainable(vlm, cfg.stage)
     total_steps = cfg.total_steps(len(items))
     pack_stats["total_steps"] = total_steps
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt = engine.optimizer(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
-    # The scheduler is not prepared: accelerate would step it once per process (it assumes its own sharded
-    # dataloader); batches here are global steps already. Its state goes into state.json (never registered
-    # with accelerate, which would pickle it: issue 14).
-    model, opt = acc.prepare(vlm, opt)
-    if acc.is_main_process and not resume:
+    step_fn = engine.step(vlm, opt, scheduler=sched, clip=cfg.grad_clip)
+    writer = RunWriter(out)
+    if main and not resume:
         atomic_write_json(out / CONFIG, {"schema_version": SCHEMA_VERSION, "train": json.loads(cfg.model_dump_json()),
                                                 "vlm": vlm.config.__dict__, "data": pack_stats})
-        atomic_write_json(out / ENV, _env(acc, mamba_path))
+        atomic_write_json(out / ENV, engine.environment(mamba_path))
     start = 0
     if resume:
-        start = _load_checkpoint(acc, out, sched)
-    metrics_path = out / METRICS
-    lines = []
-    if resume and metrics_path.is_file():  # a line torn by a kill is dropped, later ones are recomputed
-        lines = [json.dumps(rec) for rec in read_metric_lines(metrics_path)[0] if rec["step"] <= start]
+        state, note = engine.load(out, step_fn)
+        start = int(state["step"])
+        if main:  # a line torn by a kill is dropped, later ones are recomputed
+            notes = [note, writer.truncate_to(start)]
+            if any(notes):
+                print(f"{out}: " + "; ".join(n for n in notes if n), file=sys.stderr, flush=True)
 
     enc = vlm.encoder
-    per_proc = cfg.batch_size // acc.num_processes
+    order = DataOrder(len(items), cfg.batch_size, cfg.seed, VLM_STRIDE)
     t0 = time.time()
-    status, error, loss_value = "running", None, float("nan")
-    order = cfg.stage_order
-    try:
-        model.train()
+    loss_value = float("nan")
+
+    def summary(status: str, error: str | None = None) -> None:
+        if main:
+            atomic_write_json(out / SUMMARY, {"status": status, "steps_done": _steps_done(out), "max_steps": total_steps,
+                                              "final_loss": loss_value, "wall_time": time.time() - t0, "error": error})
+
+    with recorded(summary):
+        step_fn.module.train()
         for step in range(start, total_steps):
-            idx = batch_positions(step, cfg.batch_size, len(items), cfg.seed)[acc.process_index :: acc.num_processes]
-            assert len(idx) == per_proc
+            idx = shard(order.indices(step), engine.rank, engine.world).tolist()
             px = torch.stack([pixel_tensor(load_image(items[i].image), enc.resolution, enc.mean, enc.std) for i in idx])
-            with acc.autocast():
-                loss = model(px.to(acc.device), [items[i].parts for i in idx], task_aware=order, loss_norm=cfg.loss_norm)
-            acc.backward(loss)
-            if acc.sync_gradients:
-                acc.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            loss_value = float(acc.reduce(loss.detach().float(), reduction="mean"))
-            if not math.isfinite(loss_value):
-                raise RunDiverged(f"{out.name} diverged: the loss became {loss_value} at step {step + 1}; lower --lr")
+            forward = partial(step_fn.module, px.to(engine.device), [items[i].parts for i in idx],
+                              task_aware=cfg.stage_order, loss_norm=cfg.loss_norm)
+            try:
+                result = step_fn(forward)
+            except NonFiniteLoss as exc:
+                raise RunDiverged(f"{out.name} diverged: the loss became {exc.value} at step {step + 1}; lower --lr") from None
+            loss_value = result.loss
             done = step + 1
-            if done % cfg.log_every == 0 or done == total_steps:
-                lines.append(json.dumps({"kind": "train", "step": done, "samples_seen": done * cfg.batch_size,
-                                         "wall_time": time.time() - t0, "loss": loss_value, "lr": sched.get_last_lr()[0]}))
-                if acc.is_main_process:
-                    atomic_write_text(metrics_path, "\n".join(lines) + "\n")
-            if on_step is not None and acc.is_main_process:
-                on_step(done, total_steps, loss_value)
+            if main and (done % cfg.log_every == 0 or done == total_steps):
+                writer.append({"kind": "train", "step": done, "samples_seen": done * cfg.batch_size,
+                               "wall_time": time.time() - t0, "loss": result.loss, "lr": result.lr})
+            if on_step is not None and main:
+                on_step(done, total_steps, result.loss)
             stop = stop_after is not None and done >= stop_after and done < total_steps
             if (cfg.save_every and done % cfg.save_every == 0) or done == total_steps or stop:
-                _save_checkpoint(acc, ckpt, done, cfg.batch_size, sched)
+                engine.save(out, {"step": done, "cursor": done * cfg.batch_size}, step_fn)
             if stop:
-                status = "stopped"
+                summary("stopped")
                 return out
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            acc.unwrap_model(model).save(out / "final")
-        status = "finished"
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted"
-        raise
-    except RunDiverged as exc:
-        status, error = "diverged", str(exc)
-        raise
-    except Exception as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        status = "failed" if status == "running" else status
-        if acc.is_main_process:
-            atomic_write_json(out / SUMMARY, {"status": status, "steps_done": _steps_done(ckpt),
-                                                     "max_steps": total_steps, "final_loss": loss_value,
-                                                     "wall_time": time.time() - t0, "error": error})
+        engine.barrier()
+        if main:
+            engine.unwrap(step_fn.module).save(out / "final")
+    summary("finished")
     return out
 
 
-def _steps_done(ckpt: Path) -> int:
-    for path in checkpoint.candidates(ckpt.parent):
+def _steps_done(out: Path) -> int:
+    for path in checkpoint.candidates(out):
         state, _ = checkpoint.verify(path)
         if state is not None:
             return int(state["step"])
@@ -319,19 +271,3 @@ def _check_resume(out: Path, cfg: VLMTrainConfig) -> bool:
         raise UserError(f"{out} holds a run with a different config ({'; '.join(diffs)}); resume with the same "
                         "options or choose another --out")
     return True
-
-
-def _load_checkpoint(acc: Accelerator, out: Path, sched: Any) -> int:
-    """Restore the newest checkpoint that verifies (else the one before, saying so); returns its step."""
-    state, note = checkpoint.load_accelerate_checkpoint(acc, out)
-    checkpoint.restore_scheduler(sched, state.get("scheduler"), int(state["step"]))
-    if note and acc.is_main_process:
-        print(f"{out}: {note}", file=sys.stderr, flush=True)
-    return int(state["step"])
-
-
-def _save_checkpoint(acc: Accelerator, ckpt: Path, step: int, batch_size: int, sched: Any) -> None:
-    """accelerate state into ``checkpoint.new`` and rotated in (the previous one kept as ``checkpoint.old``),
-    so a crash never leaves half a checkpoint; scheduler and RNG states go into ``state.json`` as JSON."""
-    state = {"step": step, "cursor": step * batch_size, "scheduler": checkpoint.scheduler_state(sched)}
-    checkpoint.save_accelerate_checkpoint(acc, ckpt.parent, state)

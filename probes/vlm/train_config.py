@@ -107,3 +107,57 @@ class VLMTrainConfig(BaseModel):
         if not p.is_file():
             raise UserError(f"training data not found: {p}")
         return p
+
+
+# Config-file keys that are the flag spelling of a field with another name (`--order`, `--model`); every other
+# key is a field name, with ``-`` read as ``_`` (``batch-size`` = ``batch_size``).
+KEY_ALIASES = {"order": "task_aware", "model": "backbone"}
+_FLAGS = {"task_aware": "--order", "backbone": "--backbone"}  # fields whose flag is not --field-name
+REQUIRED = ("stage", "data", "out")
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def config_from_sources(file_values: dict[str, Any], flag_values: dict[str, Any]) -> VLMTrainConfig:
+    """One stage's config from a config file's values overridden by the flags typed on the command line.
+
+    ``flag_values`` holds only flags given explicitly (field names as keys), so a flag's default never undoes
+    the file's value; fields neither sets keep the model's defaults. Problems are one line naming the key and
+    where it came from, raised before anything is written.
+    """
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}  # field -> the file's key for it
+    for key, value in file_values.items():
+        field = KEY_ALIASES.get(key, key)
+        if field not in VLMTrainConfig.model_fields:
+            known = ", ".join([*VLMTrainConfig.model_fields, *KEY_ALIASES])
+            raise UserError(f"unknown key {key!r} in the config file; known: {known}")
+        if field in values:
+            raise UserError(f"the config file sets {field!r} twice (keys {source[field]!r} and {key!r})")
+        values[field], source[field] = value, key
+    values.update(flag_values)
+    missing = [_flag(k) for k in REQUIRED if values.get(k) is None]
+    if missing:
+        keys = ", ".join(f"`{m[2:]}:`" for m in missing)
+        them = "them" if len(missing) > 1 else "it"
+        raise UserError(f"missing {', '.join(missing)}: give {them} on the command line "
+                        f"or as {keys} in --config FILE.yaml")
+    try:
+        return VLMTrainConfig(**values)
+    except ValidationError as exc:
+        errors = exc.errors()
+        loc = errors[0]["loc"]
+        if not loc:  # the model validator: the message names the value (unknown encoder, connector …)
+            msg = str(errors[0]["msg"]).removeprefix("Value error, ")
+            raise UserError(f"bad training config: {msg}") from None
+        # a union (task_aware: bool | order name) reports each member; its last error is the most telling
+        err = [e for e in errors if e["loc"][:1] == loc[:1]][-1]
+        value = err.get("input")
+        shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+        msg = str(err["msg"]).removeprefix("Value error, ") + shown
+        key = str(loc[0])
+        where = (f"{_flag(key)} (command line)" if key in flag_values
+                 else f"{source[key]!r} in the config file")
+        raise UserError(f"{where}: {msg}") from None

@@ -10,8 +10,6 @@ also keeps each invocation's elapsed wall time, the study's real duration.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,13 +28,10 @@ SCHEMA_VERSION = 2
 
 
 def _env() -> dict[str, Any]:
-    import torch
-    import transformers
+    """The environment record every run directory has (:func:`probes.train.engine.environment`)."""
+    from probes.train.engine import environment, resolve_device
 
-    cuda = torch.cuda.is_available()
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "device": torch.cuda.get_device_name(0) if cuda else "cpu", "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads()}
+    return environment(resolve_device("auto"))
 
 
 @dataclass(frozen=True)
