@@ -56,14 +56,20 @@ def run_demo(
     resume: bool = False,
     on_run: Callable[[int, PlannedRun], StepCallback | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Train every planned run (``resume``: continue interrupted ones exactly, else replace); return each run's
-    summary by run name. ``on_run(i, run)`` may return a per-step callback (progress display)."""
+    """Train every planned run; return each run's summary by run name. ``resume``: through the launchers'
+    resumable runner (:func:`probes.launch.jobs.execute`: finished runs skipped, interrupted ones continued
+    exactly); else every run is replaced. ``on_run(i, run)`` may return a per-step callback (progress)."""
+    from .launch.jobs import execute
     from .train.loop import run
 
     summaries: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(planned, 1):
         on_step = on_run(i, p) if on_run is not None else None
-        summaries[p.config.run_name] = run(p.config, p.run_dir, resume=resume, overwrite=not resume, on_step=on_step)
+        if resume:
+            summaries[p.config.run_name] = execute(p.run_dir, p.config.to_dict(), sigterm_interrupts=False,
+                                                   on_step=on_step)
+        else:
+            summaries[p.config.run_name] = run(p.config, p.run_dir, overwrite=True, on_step=on_step)
     return summaries
 
 

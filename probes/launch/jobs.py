@@ -21,7 +21,7 @@ import fcntl
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +192,13 @@ def result_of(run_dir: Path, skipped: bool = False) -> RunResult:
     return RunResult(run_dir, status, summary.get("steps_to_threshold"), error)
 
 
-def execute(run_dir: str | Path, config: dict[str, Any], *, sigterm_interrupts: bool = True) -> dict[str, Any]:
+def execute(
+    run_dir: str | Path,
+    config: dict[str, Any],
+    *,
+    sigterm_interrupts: bool = True,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Run (or resume, or skip) one job in this process; the entry point of both launchers' workers.
 
     Raises :class:`RunBusy` (touching nothing) when another worker holds the run, and
@@ -200,6 +206,8 @@ def execute(run_dir: str | Path, config: dict[str, Any], *, sigterm_interrupts: 
     trainer wrote a summary (e.g. an unknown model) is recorded as a failed summary so that ``probes status``
     and the launchers see it; the exception is re-raised for the caller's exit code. ``SystemExit`` (how
     submitit leaves a task it requeued after a time-out or preemption) leaves the run ``interrupted``.
+    The one resumable runner of the launchers' workers, the architecture study and ``probes demo --resume``;
+    ``on_step`` is the trainer's progress callback.
     """
     from probes.train.loop import run  # heavy import: only inside the worker
 
@@ -213,7 +221,8 @@ def execute(run_dir: str | Path, config: dict[str, Any], *, sigterm_interrupts: 
             return read_summary(run_dir) or {}
         try:
             cfg = run_config_from_dict(config)
-            return run(cfg, run_dir, resume=action is Action.RESUME, overwrite=action is Action.RESTART)
+            return run(cfg, run_dir, resume=action is Action.RESUME, overwrite=action is Action.RESTART,
+                       on_step=on_step)
         except RunLocked:  # another writer (e.g. a `probes synth` without launcher) owns it: touch nothing
             raise
         except KeyboardInterrupt:

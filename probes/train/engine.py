@@ -23,6 +23,7 @@ pickle a registered scheduler).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import platform
@@ -84,6 +85,9 @@ class Engine:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
 
+        # accelerate warns at every save that tied weights (Mamba's embedding and head) were stored once; they
+        # are tied again on load, and resuming is tested exact for tied heads: the line is noise in progress
+        logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
         requested = resolve_device(device)
         if requested.type == "cuda" and requested.index is not None and launched_processes() == 1:
             torch.cuda.set_device(requested)  # accelerate's single-process device is the current one
