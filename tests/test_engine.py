@@ -212,3 +212,31 @@ def test_resume_is_exact_with_a_tied_head(tmp_path: Path, model: str) -> None:
                 for line in (rd / "metrics.jsonl").read_text().splitlines()]
 
     assert rows(tmp_path / "part") == rows(tmp_path / "full") and len(rows(tmp_path / "full")) == 9
+
+
+def test_sharded_evaluation_adds_up_to_one_process(tmp_path: Path) -> None:
+    """Each of W processes evaluates every W-th held-out sample (a process with none in a batch takes part
+    with weight 0); added up, the shards give one process's counts and hits exactly. The W processes are
+    played one after another here; the sum over processes is done by hand."""
+    from dataclasses import dataclass
+
+    from probes.bench.probe import build_probe
+    from probes.train.evaluate import evaluate
+
+    @dataclass
+    class Shard:  # the two facts evaluate reads from an engine; world > 1 sums are left to the caller
+        rank: int
+        world: int
+
+        def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+            return tensor
+
+    probe = build_probe("pythia-tiny", 5, torch.device("cpu"))
+    task = probe.task(5)
+    cpu = torch.device("cpu")
+    whole = evaluate(probe.model, task, 10, 4, cpu)  # batches of 4, 4, 2: with 3 processes one sits out
+    parts = [evaluate(probe.model, task, 10, 4, cpu, engine=Shard(r, 3)) for r in range(3)]  # type: ignore[arg-type]
+    counts = [sum(p.per_position_count[b] for p in parts) for b in range(task.num_buckets)]
+    assert counts == whole.per_position_count and sum(counts) == 10
+    hits = sum(p.accuracy * sum(p.per_position_count) for p in parts)
+    assert hits == pytest.approx(whole.accuracy * 10)
