@@ -34,7 +34,7 @@ _CONFIG_KEYS = {
 _EVAL_KEYS = ("step", "samples_seen", "frac_steps", "heldout_acc", "per_position_acc")
 _TRAIN_KEYS = ("step", "samples_seen", "loss")
 _SUMMARY_KEYS = ("status", "reached", "threshold", "steps_to_threshold", "max_steps")
-_STATUSES = ("running", "finished", "interrupted", "failed", "diverged")
+_STATUSES = ("running", "finished", "interrupted", "stopped", "failed", "diverged")
 TIDY_COLUMNS = (
     "run", "model", "family", "kind", "task", "length", "order", "lr", "init_strategy", "init_seed", "status",
     "step", "samples_seen", "frac_steps", "position", "accuracy", "count",

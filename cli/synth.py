@@ -121,6 +121,9 @@ def synth(
         "--num-processes", help="Train each run on N processes (DDP: gloo on CPUs, NCCL on GPUs) through "
         "accelerate launch, each on its shard of the global --batch-size; = accelerate launch -m probes synth.",
         rich_help_panel="Launch")] = 1,
+    stop_after: Annotated[int | None, typer.Option(
+        "--stop-after", help="Checkpoint and stop each run after N steps (status stopped); the same command "
+        "with --resume continues exactly (time-sliced jobs). Not with a launcher.", rich_help_panel="Launch")] = None,
     fsdp: Annotated[bool, typer.Option("--fsdp", help="With --num-processes on GPUs: FSDP instead of DDP.",
                                        rich_help_panel="Launch")] = False,
     launcher: Annotated[str, typer.Option(
@@ -176,6 +179,10 @@ def synth(
     if dry_run:
         print_plan(runs)
         return
+    if stop_after is not None and stop_after < 1:
+        raise UserError(f"--stop-after must be at least 1 (got {stop_after})")
+    if stop_after is not None and launcher != "none":
+        raise UserError("--stop-after stops runs trained in this process; launchers resume runs themselves")
     if fsdp and num_processes < 2:
         raise UserError("--fsdp needs --num-processes N (N >= 2)")
     if num_processes != 1:
@@ -216,7 +223,7 @@ def synth(
 
         check_resume_matches([(p.run_dir, p.config.to_dict()) for p in runs])
     sigterm_as_interrupt()
-    train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to)
+    train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to, stop_after=stop_after)
 
 
 def _mirror(run_dir: Path, report_to: list[str]) -> None:
@@ -227,8 +234,8 @@ def _mirror(run_dir: Path, report_to: list[str]) -> None:
     mirror.finish()
 
 
-def train_runs(runs: list[Any], *, resume: bool, overwrite: bool,
-               report_to: list[str] | None = None) -> list[tuple[Any, dict[str, Any]]]:
+def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: list[str] | None = None,
+               stop_after: int | None = None) -> list[tuple[Any, dict[str, Any]]]:
     """Train planned runs one after another in this process, one progress row each; print each outcome.
     Trackers (``report_to``) mirror each run's metrics.jsonl live, at every train-log and eval step."""
     from probes.train.loop import run  # heavy imports only when training
@@ -237,7 +244,8 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool,
     from .app import _secondary_rank
 
     if _secondary_rank():  # another process of a multi-process run: same runs, no output, no trackers
-        return [(p, run(p.config, p.run_dir, resume=resume, overwrite=overwrite)) for p in runs]
+        return [(p, run(p.config, p.run_dir, resume=resume, overwrite=overwrite, stop_after=stop_after))
+                for p in runs]
     results = []
     with progress_bar() as bar:
         for i, planned in enumerate(runs, 1):
@@ -253,12 +261,18 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool,
                     mirror.sync()
 
             try:
-                summary = run(cfg, planned.run_dir, resume=resume, overwrite=overwrite, on_step=on_step)
+                summary = run(cfg, planned.run_dir, resume=resume, overwrite=overwrite, on_step=on_step,
+                              stop_after=stop_after)
             finally:
                 mirror.finish()
-            bar.update(job, completed=summary["steps_done"], total=summary["steps_done"])
+            stopped = summary["status"] == "stopped"  # a full bar only for runs that ended
+            bar.update(job, completed=summary["steps_done"], total=cfg.train.max_steps if stopped else summary["steps_done"])
             results.append((planned, summary))
     for planned, s in results:
+        if s["status"] == "stopped":
+            console.print(f"{planned.run_dir}: stopped at step {s['steps_done']} of {s['max_steps']} (--stop-after); "
+                          "the same command with --resume continues it")
+            continue
         reached = f"reached {s['threshold']:.2f} at step {s['steps_to_threshold']}" if s["reached"] else "not reached"
         final = "n/a" if s.get("final_acc") is None else f"{s['final_acc']:.3f}"
         console.print(f"{planned.run_dir}: {reached}; final held-out acc {final}; mamba path {s.get('mamba_path')}")

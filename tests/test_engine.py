@@ -129,7 +129,8 @@ def _losses(out: Path) -> list[float]:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_on_the_same_global_batch(tmp_path: Path) -> None:
     """`probes synth --num-processes 2` (accelerate launch, DDP over gloo) and one process, global batch 8:
-    the same held-out accuracies at every evaluation, position by position, and the same training losses."""
+    the same held-out accuracies at every evaluation, position by position, and the same training losses; a
+    2-process run stopped and resumed writes exactly the uninterrupted 2-process run's metrics."""
     args = ["synth", "--len", "4", "--models", "pythia-tiny", "--lr", "3e-3", "--max-steps", "60",
             "--eval-every", "20", "--eval-samples", "256", "--batch-size", "8", "--n-train", "512",
             "--no-early-stop", "--device", "cpu"]
@@ -148,6 +149,16 @@ def test_two_gloo_processes_match_one_on_the_same_global_batch(tmp_path: Path) -
     assert len({tuple(e[2]) for e in evals_one}) > 1  # the model changes: the comparison is not of constants
     assert evals_two == evals_one
     assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-5)
+    # exact resume on 2 processes: stopped after 30 steps (a checkpoint between evaluations), then resumed
+    two_procs = ["--num-processes", "2"]
+    for extra in (["--stop-after", "30"], ["--resume"]):
+        res = subprocess.run([*cli, *args, "--out", str(tmp_path / "cut"), *two_procs, *extra], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        if extra[0] == "--stop-after":
+            (summary,) = (tmp_path / "cut").glob("*/summary.json")
+            assert json.loads(summary.read_text())["status"] == "stopped" and _evals(tmp_path / "cut")[-1][0] == 20
+    assert _evals(tmp_path / "cut") == evals_two and _losses(tmp_path / "cut") == _losses(tmp_path / "two")
     # a single-process --resume continues the 2-process run's checkpoint (the format does not depend on W)
     done = subprocess.run([*cli, *args, "--out", str(tmp_path / "two"), "--resume"], env=env, capture_output=True,
                           text=True, timeout=300)
@@ -240,3 +251,25 @@ def test_sharded_evaluation_adds_up_to_one_process(tmp_path: Path) -> None:
     assert counts == whole.per_position_count and sum(counts) == 10
     hits = sum(p.accuracy * sum(p.per_position_count) for p in parts)
     assert hits == pytest.approx(whole.accuracy * 10)
+
+
+def test_stop_after_then_resume_is_exact(tmp_path: Path) -> None:
+    from probes.train.config import ModelSpec, RunConfig, TaskSpec, TrainConfig
+    from probes.train.loop import run
+
+    cfg = RunConfig(ModelSpec("pythia-tiny"), TaskSpec("grounding", {"length": 4}),
+                    TrainConfig(lr=3e-3, batch_size=8, max_steps=9, eval_every=4, eval_samples=32, n_train=640,
+                                verify_disjoint=False, train_log_every=1, early_stop=False), run_name="r")
+    full = run(cfg, tmp_path / "full")
+    stopped = run(cfg, tmp_path / "cut", stop_after=5)  # between evaluations: a checkpoint is written at 5
+    assert stopped["status"] == "stopped" and stopped["steps_done"] == 5
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 5
+    resumed = run(cfg, tmp_path / "cut", resume=True)
+    assert resumed["status"] == "finished" and resumed["final_acc"] == full["final_acc"]
+
+    def rows(rd: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if k != "wall_time"}
+                for line in (rd / "metrics.jsonl").read_text().splitlines()]
+
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")

@@ -3,7 +3,7 @@
 A run directory is a non-hidden sub-directory of RUNS_DIR that a trainer wrote (config, summary, metrics,
 writer lock or checkpoint), plus any run a launcher planned in ``RUNS_DIR/.launch/``; other directories are
 not listed (``probes status /etc`` says there is no run directory). States: ``pending`` (planned, nothing
-written yet), ``running``, ``finished``, ``interrupted``, ``failed``, ``diverged`` (non-finite loss), and
+written yet), ``running``, ``finished``, ``interrupted``, ``stopped`` (``--stop-after``), ``failed``, ``diverged`` (non-finite loss), and
 ``dead``: the summary says running but no process writes the run any more (killed by SIGKILL or the OOM
 killer, or the machine went down); ``--resume`` continues it from its last checkpoint.
 
@@ -159,7 +159,7 @@ def collect(runs_dir: Path) -> list[RunState]:
     return [read_state(d) for d in dirs]
 
 
-STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "interrupted": "yellow", "dead": "yellow",
+STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "interrupted": "yellow", "stopped": "yellow", "dead": "yellow",
          "failed": "red", "diverged": "red"}
 STALE_S = 600.0  # a heartbeat older than this (10 trainer heartbeat periods) means the writer is gone
 

@@ -105,8 +105,12 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     on_step: StepCallback | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train one run into ``run_dir``; return its summary. KeyboardInterrupt leaves a resumable run.
+
+    ``stop_after``: checkpoint and stop (status ``stopped``) once that many steps are done, for time-sliced
+    jobs; resuming continues exactly as if the run had not stopped.
 
     The step, data order, checkpoints and processes are the engine's (:mod:`probes.train.engine`): under
     ``accelerate launch`` / ``torchrun`` every process calls this with the same arguments, each trains on its
@@ -121,7 +125,7 @@ def run(
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} exists and is not a directory")
     with engine.writing(run_dir):
-        return _run_locked(cfg, run_dir, engine, backbone, task, resume, overwrite, on_step)
+        return _run_locked(cfg, run_dir, engine, backbone, task, resume, overwrite, on_step, stop_after)
 
 
 def _run_locked(
@@ -133,6 +137,7 @@ def _run_locked(
     resume: bool,
     overwrite: bool,
     on_step: StepCallback | None,
+    stop_after: int | None,
 ) -> dict[str, Any]:
     t = cfg.train
     main = engine.is_main
@@ -200,6 +205,7 @@ def _run_locked(
     start_wall = time.perf_counter() - state["wall_time"]
     step = state["step"]
     last_acc = state["final_acc"]
+    saved_at = step
     with recorded(summary):
         while step < t.max_steps and not (t.early_stop and state["reached_step"] is not None):
             batch = task.generate("train", shard(order.indices(step), engine.rank, engine.world).to(engine.device))
@@ -236,11 +242,17 @@ def _run_locked(
                         ev.per_position_count,
                     )
                 engine.save(run_dir, state, step_fn)
+                saved_at = step
                 summary("running")  # the heartbeat
             elif main and writer.heartbeat_due():
                 summary("running")
             if on_step is not None and main:
                 on_step(step, {"loss": result.loss, "acc": last_acc, "max_steps": t.max_steps})
+            done = step >= t.max_steps or (t.early_stop and state["reached_step"] is not None)
+            if stop_after is not None and step >= stop_after and not done:
+                if saved_at != step:
+                    engine.save(run_dir, state, step_fn)
+                return summary("stopped")
     return summary("finished")
 
 
