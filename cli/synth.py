@@ -185,21 +185,8 @@ def synth(
         raise UserError("--stop-after stops runs trained in this process; launchers resume runs themselves")
     if fsdp and num_processes < 2:
         raise UserError("--fsdp needs --num-processes N (N >= 2)")
-    if num_processes != 1:
-        if launcher != "none":
-            raise UserError("--num-processes trains one run on several processes; it does not combine with --launcher")
-        from probes.launch.processes import run_processes
-        from probes.train.order import check_divisible
-
-        from .app import ARGV
-
-        check_divisible(spec.batch_size, num_processes)
-
-        code = run_processes(ARGV, num_processes, fsdp=fsdp, device=spec.device)
-        if code:
-            raise typer.Exit(code if code in (1, 2, 130) else 1)
-        return
-
+    if num_processes != 1 and launcher != "none":
+        raise UserError("--num-processes trains one run on several processes; it does not combine with --launcher")
     from probes.launch.dispatch import launch_grid, plan_launch
     from probes.launch.jobs import check_launchable
 
@@ -222,6 +209,17 @@ def synth(
         from probes.train.layout import check_resume_matches
 
         check_resume_matches([(p.run_dir, p.config.to_dict()) for p in runs])
+    if num_processes != 1:  # checked above in this process (one error line); the N processes check again
+        from probes.launch.processes import run_processes
+        from probes.train.order import check_divisible
+
+        from .app import ARGV
+
+        check_divisible(spec.batch_size, num_processes)
+        code = run_processes(ARGV, num_processes, fsdp=fsdp, device=spec.device)
+        if code:
+            raise typer.Exit(code if code in (1, 2, 130) else 1)
+        return
     sigterm_as_interrupt()
     train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to, stop_after=stop_after)
 

@@ -104,8 +104,11 @@ def train_cmd(
     save_every: int = typer.Option(0, "--save-every", help="Checkpoint every N steps (0: only at the end)."),
     log_every: int = typer.Option(10, "--log-every"),
     report_to: str = typer.Option("none", "--report-to", help="Trackers mirroring metrics.jsonl: tensorboard, wandb, csv (as in synth)."),
+    num_processes: int = typer.Option(
+        1, "--num-processes", help="Train on N processes (DDP; as in synth): = accelerate launch -m probes vlm train."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="With --num-processes on GPUs: FSDP instead of DDP."),
 ) -> None:
-    """Train one VLM stage through accelerate (use `accelerate launch -m probes.cli.app vlm train …` for several processes).
+    """Train one VLM stage on the shared engine (--num-processes N, or `accelerate launch -m probes vlm train …`, for several processes).
 
     Example: probes vlm train --stage 1 --backbone pythia-tiny --encoder tiny --connector mlp --data world --out runs/s1 --max-steps 50 --batch-size 8
 
@@ -131,6 +134,19 @@ def train_cmd(
     chosen = parse_report_to(report_to)
     if dry_run:
         typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        return
+    if fsdp and num_processes < 2:
+        raise UserError("--fsdp needs --num-processes N (N >= 2)")
+    if num_processes != 1:
+        from probes.launch.processes import run_processes
+        from probes.train.order import check_divisible
+
+        from .app import ARGV
+
+        check_divisible(cfg.batch_size, num_processes)
+        code = run_processes(ARGV, num_processes, fsdp=fsdp)
+        if code:
+            raise typer.Exit(code if code in (1, 2, 130) else 1)
         return
     from probes.vlm.train import train
 

@@ -180,6 +180,23 @@ def test_num_processes_refusals(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
+def test_a_failing_process_is_one_error_line(tmp_path: Path) -> None:
+    """A run that diverges on 2 processes ends the command with the trainer's line and exit 2, without the
+    launcher's traceback or failure report; an unknown model fails before any process starts."""
+    cli = [sys.executable, "-m", "probes", "synth", "--len", "4", "--max-steps", "20", "--eval-samples", "32",
+           "--batch-size", "8", "--device", "cpu", "--num-processes", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for extra, msg in ((["--lr", "1e30", "--out", str(tmp_path / "d")], "diverged"),
+                       (["--models", "no-such-model", "--out", str(tmp_path / "u")], "unknown model")):
+        res = subprocess.run([*cli, *extra], capture_output=True, text=True, timeout=300, env=env)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr and "ChildFailedError" not in res.stderr, res.stderr[-2000:]
+        lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 1 and msg in lines[0], res.stderr[-2000:]
+    assert not (tmp_path / "u").exists()
+
+
 def test_demo_resume_goes_through_the_resumable_runner(tmp_path: Path) -> None:
     """`probes demo --resume` uses the launchers' runner: a finished run is skipped (not retrained), an
     interrupted one continues to the same result as an uninterrupted run."""

@@ -57,3 +57,20 @@ def test_bad_checkpoint_and_mismatched_batch(tok, tmp_path: Path) -> None:
         vlm.generate(torch.zeros(1, 3, 84, 84), ["a", "b"], task_aware=False, max_new_tokens=2)
     with pytest.raises(UserError, match="image file not found"):
         vlm.pixel_values([tmp_path / "nope.png"])
+
+
+@pytest.mark.parametrize("backbone", ["pythia-tiny", "mamba-tiny"])
+def test_save_from_a_given_state_dict(backbone: str, tok, tmp_path: Path) -> None:
+    """The engine hands `save` the gathered weights under FSDP: saving another VLM's full state dict through
+    this one writes a checkpoint that loads as that VLM (tied Mamba head included)."""
+    from safetensors.torch import load_file
+
+    source = build_vlm(backbone=backbone, encoder="tiny", connector="mlp", tokenizer=tok, seed=3)
+    holder = build_vlm(backbone=backbone, encoder="tiny", connector="mlp", tokenizer=tok, seed=4)
+    holder.save(tmp_path / "given", state_dict=source.state_dict())
+    source.save(tmp_path / "own")
+    a, b = load_file(str(tmp_path / "given/vision.safetensors")), load_file(str(tmp_path / "own/vision.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    again = load_vlm(tmp_path / "given")
+    for (name, p), (_, q) in zip(again.backbone.state_dict().items(), source.backbone.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name

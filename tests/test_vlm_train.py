@@ -107,12 +107,13 @@ def test_bad_inputs_are_one_line_user_errors(world: Path, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_two_processes_through_accelerate_match_one(world: Path, tmp_path: Path) -> None:
-    """torchrun starts 2 CPU processes; accelerate picks MULTI_CPU (gloo). Equal-weight examples per process
+    """`vlm train --num-processes 2` starts 2 CPU processes; accelerate picks MULTI_CPU (gloo). Equal-weight examples per process
     make the averaged gradient equal to the single-process one, so the losses agree."""
     args = ["vlm", "train", "--stage", "1", "--data", str(world), "--max-steps", "3", "--batch-size", "4", "--log-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577", "-m", "probes"]
-    subprocess.run(cmd + args + ["--out", str(tmp_path / "ddp")], check=True, env=env, capture_output=True, timeout=120)
+    cmd = [sys.executable, "-m", "probes"]  # --num-processes: accelerate launch, torchrun underneath
+    subprocess.run(cmd + args + ["--out", str(tmp_path / "ddp"), "--num-processes", "2"], check=True, env=env,
+                   capture_output=True, timeout=120)
     subprocess.run([sys.executable, "-m", "probes", *args, "--out", str(tmp_path / "one")], check=True, env=env, capture_output=True, timeout=120)
     assert json.loads((tmp_path / "ddp" / "env.json").read_text())["num_processes"] == 2
     assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)

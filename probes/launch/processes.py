@@ -9,6 +9,7 @@ GPUs) or FSDP with ``--fsdp`` (GPUs only: accelerate wraps CPU processes in DDP 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -64,7 +65,22 @@ def accelerate_command(argv: list[str], num_processes: int, *, fsdp: bool = Fals
 
 
 def run_processes(argv: list[str], num_processes: int, *, fsdp: bool = False, device: str = "auto") -> int:
-    """Run ``probes <argv>`` on ``num_processes`` processes; their exit status (0 when all succeeded)."""
+    """Run ``probes <argv>`` on ``num_processes`` processes; their exit status (0 when all succeeded).
+
+    accelerate's launcher runs in this process, so a process that exits with an error (a diverged run, exit 2)
+    ends the command with that status and the processes' own one-line message, not with the launcher's
+    traceback and failure report."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
     cmd = accelerate_command(argv, num_processes, fsdp=fsdp, device=device)
-    env = {**os.environ, "PROBES_LAUNCHED": "1"}
-    return subprocess.run(cmd, env=env, check=False).returncode
+    args = launch_command_parser().parse_args(cmd[3:])  # after `python -m accelerate.commands.launch`
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure line repeats ours
+    try:
+        launch_command(args)
+    except ChildFailedError as exc:
+        _, failure = exc.get_first_failure()
+        return int(failure.exitcode) if failure.exitcode and failure.exitcode > 0 else 1
+    except subprocess.CalledProcessError as exc:
+        return int(exc.returncode) or 1
+    return 0

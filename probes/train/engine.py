@@ -195,6 +195,16 @@ class Engine:
     def unwrap(self, module: torch.nn.Module) -> torch.nn.Module:
         return self.acc.unwrap_model(module)
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP: parameters live in shards; forwards must go through the prepared module."""
+        return "FSDP" in str(self.acc.distributed_type)
+
+    def full_state_dict(self, module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+        """Under FSDP the whole model's weights gathered for the main process (every process must call
+        this); None otherwise, where the unwrapped module's own weights are complete."""
+        return self.acc.get_state_dict(module) if self.sharded else None
+
     # --- checkpoints ------------------------------------------------------------------------------------
     def save(self, run_dir: Path, state: dict[str, Any], step: TrainStep) -> None:
         """A verified, rotated checkpoint of the model, optimizer and RNGs, with ``state`` (and the scheduler's

@@ -45,6 +45,8 @@ class TargetLogits(torch.nn.Module):
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model
+        # FSDP's transformer auto-wrap policy reads the block classes from the prepared (outer) module
+        self._no_split_modules = list(getattr(model, "_no_split_modules", None) or [])
 
     def forward(self, input_ids: torch.Tensor, label_positions: torch.Tensor) -> torch.Tensor:
         return target_logits(self.model, input_ids, label_positions)

@@ -178,7 +178,7 @@ def _run_locked(
     interval = t.eval_interval
     # FSDP gathers parameters inside the wrapped forward: evaluate through it; otherwise through the plain
     # module (a DDP forward would broadcast buffers, a collective the held-out loop need not pay for).
-    eval_module = step_fn.module if "FSDP" in str(engine.acc.distributed_type) else engine.unwrap(step_fn.module)
+    eval_module = step_fn.module if engine.sharded else engine.unwrap(step_fn.module)
 
     def summary(status: str, error: str | None = None) -> dict[str, Any]:
         reached = state["reached_step"]

@@ -232,17 +232,24 @@ class VLM(nn.Module):
         return out
 
     # ---- persistence --------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write the checkpoint directory (see module docstring); files are replaced atomically."""
+    def save(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the checkpoint directory (see module docstring); files are replaced atomically.
+
+        ``state_dict``: the weights to write instead of this module's own (under FSDP the module holds
+        shards; the engine gathers the whole state for the main process)."""
         path = Path(path)
         ensure_writable_dir(path)
-        self.backbone.save_pretrained(path / "backbone")
+        weights = self.state_dict() if state_dict is None else state_dict
+        backbone = None if state_dict is None else {
+            k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")
+        }
+        self.backbone.save_pretrained(path / "backbone", state_dict=backbone)
         self.tokenizer.save_pretrained(str(path / "tokenizer"))
         if isinstance(self.encoder, ClipEncoder):
             self.encoder.model.config.save_pretrained(path / "encoder_config")
         state = {
             k: v.detach().contiguous().cpu()
-            for k, v in self.state_dict().items()
+            for k, v in weights.items()
             if not k.startswith("backbone.")
         }
         with atomic_path(path / "vision.safetensors") as tmp:

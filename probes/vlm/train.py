@@ -228,8 +228,9 @@ def _train(
                 summary("stopped")
                 return out
         engine.barrier()
+        full = engine.full_state_dict(step_fn.module)  # FSDP: gathered from every process's shards
         if main:
-            engine.unwrap(step_fn.module).save(out / "final")
+            engine.unwrap(step_fn.module).save(out / "final", state_dict=full)
     summary("finished")
     return out
 
