@@ -1,4 +1,5 @@
-"""The probe trainer: embedding resize, training loop, evaluation, run directories.
+"""The training engine (``engine``, ``order``: shared by every trainer) and the probe trainer: training
+loop, evaluation, run directories.
 
 The package is callable: ``probes.train(cfg, run_dir, ...)`` is :func:`probes.train.loop.run` (the notebook
 API's ``from probes import train``; a plain function of that name could not live beside this subpackage,
