@@ -113,6 +113,20 @@ def _delta_tile(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: t
     return tl.where(mask, dt, 0.0), pre
 
 
+def _channel_params(A_ptr, D_ptr, bias_ptr, offs_d, offs_n, mask_d, mask_dn, N,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr):
+    """A block of channels' parameters, as both kernels need them: (A as `[BLOCK_D, N_PAD, 1]`, D, delta bias);
+    D and the bias are zeros when absent."""
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    Dv = tl.full([BLOCK_D], 0.0, tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias = tl.full([BLOCK_D], 0.0, tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return A[:, :, None], Dv, bias
+
+
 def _fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     y_ptr, ckpt_ptr, last_ptr,
@@ -129,14 +143,7 @@ def _fwd_kernel(
     mask_n = offs_n < N
     mask_dn = mask_d[:, None] & mask_n[None, :]
 
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    A3 = A[:, :, None]
-    Dv = tl.full([BLOCK_D], 0.0, tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    bias = tl.full([BLOCK_D], 0.0, tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    A3, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, offs_d, offs_n, mask_d, mask_dn, N, HAS_D, HAS_BIAS, BLOCK_D)
 
     row = (pid_b * DIM + offs_d) * L  # start of each channel's time series in u / delta / z / y
     n_row = (pid_b * N + offs_n) * L  # start of each state row in B / C
@@ -189,14 +196,8 @@ def _bwd_kernel(
         offs_d = (pid_g + i * n_groups) * BLOCK_D + tl.arange(0, BLOCK_D)
         mask_d = offs_d < DIM
         mask_dn = mask_d[:, None] & mask_n[None, :]
-        A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-        A3 = A[:, :, None]
-        Dv = tl.full([BLOCK_D], 0.0, tl.float32)
-        if HAS_D:
-            Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-        bias = tl.full([BLOCK_D], 0.0, tl.float32)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        A3, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, offs_d, offs_n, mask_d, mask_dn, N, HAS_D, HAS_BIAS,
+                                       BLOCK_D)
         row = (pid_b * DIM + offs_d) * L
         ck_row = (pid_b * DIM + offs_d[:, None]) * (n_chunks - 1) * N + offs_n[None, :]
 
@@ -289,7 +290,7 @@ def _kernels() -> dict[str, Any]:
     if namespace is None:
         namespace = {"tl": tl, "triton": triton}
         namespace["_sum_fn"] = getattr(tl.standard, "_sum_combine", None)
-        for fn in (_add, _sigmoid, _combine, _softplus, _delta_tile, _fwd_kernel, _bwd_kernel):
+        for fn in (_add, _sigmoid, _combine, _softplus, _delta_tile, _channel_params, _fwd_kernel, _bwd_kernel):
             copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
             copy.__annotations__ = dict(fn.__annotations__)
             copy.__doc__ = fn.__doc__
