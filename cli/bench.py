@@ -23,7 +23,7 @@ DEVICE_OPT = typer.Option("auto", "--device", help="auto (cuda if available), cp
 
 
 def _device(name: str) -> Any:
-    from probes.train.loop import resolve_device
+    from probes.train.engine import resolve_device
 
     return resolve_device(name)
 

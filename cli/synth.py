@@ -211,14 +211,12 @@ def synth(
         check_resume_matches([(p.run_dir, p.config.to_dict()) for p in runs])
     if num_processes != 1:  # checked above in this process (one error line); the N processes check again
         from probes.launch.processes import run_processes
-        from probes.train.order import check_divisible
 
         from .app import ARGV
 
-        check_divisible(spec.batch_size, num_processes)
-        code = run_processes(ARGV, num_processes, fsdp=fsdp, device=spec.device)
+        code = run_processes(ARGV, num_processes, spec.batch_size, fsdp=fsdp, device=spec.device)
         if code:
-            raise typer.Exit(code if code in (1, 2, 130) else 1)
+            raise typer.Exit(code)
         return
     sigterm_as_interrupt()
     train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to, stop_after=stop_after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,20 +16,14 @@ vlm_app = typer.Typer(help="Pythia-VL / Mamba-VL: train, evaluate, grounding-gap
 app.add_typer(vlm_app, name="vlm")
 
 
-def _int_range(text: str, option: str) -> tuple[int, int]:
+def _range(text: str, option: str, kind: type[int] | type[float]) -> tuple[Any, Any]:
+    """``MIN-MAX`` (or one value, both ends) as two ``kind`` values; one error line otherwise."""
     lo, _, hi = text.partition("-")
     try:
-        return int(lo), int(hi or lo)
+        return kind(lo), kind(hi or lo)
     except ValueError:
-        raise UserError(f"{option} must be MIN-MAX integers, got {text!r}") from None
-
-
-def _float_range(text: str, option: str) -> tuple[float, float]:
-    lo, _, hi = text.partition("-")
-    try:
-        return float(lo), float(hi or lo)
-    except ValueError:
-        raise UserError(f"{option} must be MIN-MAX numbers, got {text!r}") from None
+        what = "integers" if kind is int else "numbers"
+        raise UserError(f"{option} must be MIN-MAX {what}, got {text!r}") from None
 
 
 @vlm_app.command("world")
@@ -51,7 +46,7 @@ def world(
     from probes.vlm.data.tasks import load_instructions
     from probes.vlm.data.world import WorldSpec, write_world
 
-    spec = WorldSpec(_int_range(objects, "--objects"), _float_range(size, "--size"), box_decimals, layout)
+    spec = WorldSpec(_range(objects, "--objects", int), _range(size, "--size", float), box_decimals, layout)
     manifest = write_world(out, n_images, seed, width=width, height=height, spec=spec,
                            instructions=load_instructions(instructions))
     typer.echo(f"wrote {manifest['n_images']} images and {len(manifest['files'])} annotation files to {out}")
@@ -139,14 +134,12 @@ def train_cmd(
         raise UserError("--fsdp needs --num-processes N (N >= 2)")
     if num_processes != 1:
         from probes.launch.processes import run_processes
-        from probes.train.order import check_divisible
 
         from .app import ARGV
 
-        check_divisible(cfg.batch_size, num_processes)
-        code = run_processes(ARGV, num_processes, fsdp=fsdp)
+        code = run_processes(ARGV, num_processes, cfg.batch_size, fsdp=fsdp)
         if code:
-            raise typer.Exit(code if code in (1, 2, 130) else 1)
+            raise typer.Exit(code)
         return
     from probes.vlm.train import train
 

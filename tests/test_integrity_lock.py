@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from probes.cli.app import main
+from probes_cli import cli_ok
 
 from probes.errors import UserError
 from probes.launch import worker
@@ -25,13 +26,6 @@ with writer_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(120)
 """
-
-def cli_ok(argv: list[str]) -> None:
-    """Run the CLI in-process; it must succeed (typer's standalone mode ends with SystemExit(0))."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code in (0, None)
-
 
 @pytest.fixture
 def held(tmp_path: Path):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from probes.analysis.rundir import load_run
 from probes.cli.app import main
+from probes_cli import cli_ok
 from safetensors.torch import load_file
 
 from probes.launch.status import read_state
@@ -22,13 +23,6 @@ from probes.train.loop import run
 
 ARGS = ["synth", "--len", "4", "--max-steps", "4", "--eval-every", "2", "--eval-samples", "16",
         "--n-train", "640", "--batch-size", "8", "--device", "cpu"]
-
-def cli_ok(argv: list[str]) -> None:
-    """Run the CLI in-process; it must succeed (typer's standalone mode ends with SystemExit(0))."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code in (0, None)
-
 
 @pytest.fixture(scope="module")
 def nan_run(tmp_path_factory) -> Path:

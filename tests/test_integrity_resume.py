@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 import torch
 from probes.cli.app import main
+from probes_cli import cli_ok
 from safetensors.torch import load_file
 
 from probes.errors import UserError
 from probes.train.config import ModelSpec, RunConfig, TaskSpec, TrainConfig
 from probes.train.loop import run
-
-
-def cli_ok(argv: list[str]) -> None:
-    """Run the CLI in-process; it must succeed (typer's standalone mode ends with SystemExit(0))."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code in (0, None)
 
 
 def cfg(model: str = "pythia-tiny", **train) -> RunConfig:

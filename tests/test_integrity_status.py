@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from probes.cli.app import main
+from probes_cli import cli_ok
 
 from probes.errors import UserError
 from probes.launch.status import STALE_S, collect, read_state
@@ -26,13 +27,6 @@ with writer_lock(run_dir):
     print("running", flush=True)
     time.sleep(120)
 """
-
-def cli_ok(argv: list[str]) -> None:
-    """Run the CLI in-process; it must succeed (typer's standalone mode ends with SystemExit(0))."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code in (0, None)
-
 
 def start_writer(run_dir: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir)], stdout=subprocess.PIPE, text=True)

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from probes.errors import UserError
 from probes.train.config import ModelSpec, RunConfig, TaskSpec, TrainConfig, run_config_from_dict
-from probes.train.loop import DataOrder, run
+from probes.train.loop import run
+from probes.train.order import DataOrder
 
 
 def small(model="pythia-tiny", length=4, steps=40, **train):

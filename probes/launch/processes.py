@@ -46,8 +46,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def accelerate_command(argv: list[str], num_processes: int, *, fsdp: bool = False, device: str = "auto") -> list[str]:
-    """The ``accelerate launch`` command line that runs ``probes <argv>`` on ``num_processes`` processes."""
+def launch_args(argv: list[str], num_processes: int, *, fsdp: bool = False, device: str = "auto") -> list[str]:
+    """The ``accelerate launch`` arguments that run ``probes <argv>`` on ``num_processes`` processes."""
     if num_processes < 2:
         raise UserError(f"--num-processes must be at least 2 to launch processes (got {num_processes})")
     cuda = device != "cpu" and torch.cuda.is_available()
@@ -55,17 +55,25 @@ def accelerate_command(argv: list[str], num_processes: int, *, fsdp: bool = Fals
         raise UserError("--fsdp needs CUDA devices (accelerate runs CPU processes as DDP); drop --fsdp or use GPUs")
     if cuda and device == "auto" and num_processes > torch.cuda.device_count():
         raise UserError(f"--num-processes {num_processes} exceeds the {torch.cuda.device_count()} visible GPU(s)")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--main_process_port", str(free_port()), "--dynamo_backend", "no",
-           "--mixed_precision", "bf16" if cuda else "no"]
-    cmd += ["--use_fsdp", "--fsdp_version", "2"] if fsdp else ["--multi_gpu"]
+    args = ["--num_processes", str(num_processes), "--num_machines", "1", "--main_process_port", str(free_port()),
+            "--dynamo_backend", "no", "--mixed_precision", "bf16" if cuda else "no"]
+    args += ["--use_fsdp", "--fsdp_version", "2"] if fsdp else ["--multi_gpu"]
     if not cuda:
-        cmd += ["--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 1) // num_processes))]
-    return [*cmd, "-m", "probes", *strip_own_flags(argv)]
+        args += ["--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 1) // num_processes))]
+    return [*args, "-m", "probes", *strip_own_flags(argv)]
 
 
-def run_processes(argv: list[str], num_processes: int, *, fsdp: bool = False, device: str = "auto") -> int:
-    """Run ``probes <argv>`` on ``num_processes`` processes; their exit status (0 when all succeeded).
+def accelerate_command(argv: list[str], num_processes: int, *, fsdp: bool = False, device: str = "auto") -> list[str]:
+    """The same as a shell command: ``python -m accelerate.commands.launch …`` (what users may run themselves)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args(argv, num_processes, fsdp=fsdp, device=device)]
+
+
+def run_processes(
+    argv: list[str], num_processes: int, batch_size: int, *, fsdp: bool = False, device: str = "auto"
+) -> int:
+    """Run ``probes <argv>`` on ``num_processes`` processes, each on its shard of the global ``batch_size``;
+    the exit status for the command: 0 when all succeeded, else the failing process's 1, 2 or 130 (1 for
+    anything else).
 
     accelerate's launcher runs in this process, so a process that exits with an error (a diverged run, exit 2)
     ends the command with that status and the processes' own one-line message, not with the launcher's
@@ -73,14 +81,18 @@ def run_processes(argv: list[str], num_processes: int, *, fsdp: bool = False, de
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    cmd = accelerate_command(argv, num_processes, fsdp=fsdp, device=device)
-    args = launch_command_parser().parse_args(cmd[3:])  # after `python -m accelerate.commands.launch`
+    from probes.train.order import check_divisible
+
+    check_divisible(batch_size, num_processes)
+    args = launch_command_parser().parse_args(launch_args(argv, num_processes, fsdp=fsdp, device=device))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure line repeats ours
     try:
         launch_command(args)
     except ChildFailedError as exc:
         _, failure = exc.get_first_failure()
-        return int(failure.exitcode) if failure.exitcode and failure.exitcode > 0 else 1
+        code = int(failure.exitcode or 0)
     except subprocess.CalledProcessError as exc:
-        return int(exc.returncode) or 1
-    return 0
+        code = int(exc.returncode)
+    else:
+        return 0
+    return code if code in (1, 2, 130) else 1

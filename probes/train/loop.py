@@ -25,12 +25,10 @@ from probes.synthetic.registry import build_task
 
 from . import rundir
 from .config import RunConfig
-from .engine import Engine, NonFiniteLoss, RunDiverged, recorded, resolve_device, warmup_schedule
+from .engine import Engine, NonFiniteLoss, RunDiverged, recorded, warmup_schedule
 from .evaluate import evaluate
 from .forward import TargetLogits, probe_loss
 from .order import PROBE_STRIDE, DataOrder, check_divisible, shard
-
-__all__ = ["DataOrder", "RunDiverged", "resolve_device", "run", "build_task_for", "enable_mamba_fast_path"]
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 BASE_MODEL_SEED = 0  # presets: the "pretrained" weights are the same for every lr / init seed of a grid
