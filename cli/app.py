@@ -40,10 +40,35 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _mamba_path(value: str | None) -> str | None:
+    """Force one Mamba-1 scan path for this command and every process it starts (through the environment
+    variable that `probes.ssm.selfcheck` reads); a name it does not know is a usage error."""
+    if value:
+        import os
+
+        from probes.ssm.selfcheck import ENV_VAR, SELECTABLE
+
+        if value not in SELECTABLE:
+            raise UserError(f"--mamba-path {value!r} is not a Mamba path; choose from {', '.join(SELECTABLE)}")
+        from probes.ssm.selfcheck import unavailable
+        from probes.train.engine import resolve_device
+
+        device = resolve_device("auto")
+        why = unavailable(value, device)
+        if why:  # before any command prints; the self-check itself runs where the model is placed
+            raise UserError(f"--mamba-path {value}: unavailable on {device} ({why})")
+        os.environ[ENV_VAR] = value
+    return value
+
+
 @app.callback()
 def _root(
     show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit."),
+    mamba_path: str | None = typer.Option(
+        None, "--mamba-path", callback=_mamba_path, metavar="NAME",
+        help="force a Mamba scan path (probes-triton, probes-fast-scan, mamba-ssm, transformers-mambapy, "
+             "transformers-sequential); one that fails its self-check is an error. Env: PROBES_MAMBA_PATH"),
 ) -> None:
     """Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs."""
 
@@ -56,6 +81,7 @@ def _register() -> None:
         bench,
         data,
         demo,
+        doctor,
         status,
         synth,
         vlm,

@@ -217,7 +217,8 @@ def mamba_path(
                                  "peak_step_memory_bytes", "note"],
           json_path, dev, caption=f"default path {result['default_path']}; mamba-ssm installed: "
                                   f"{result['mamba_ssm_installed']}; mambapy installed: "
-                                  f"{result['mambapy_installed']}; cuda: {result['cuda']}")
+                                  f"{result['mambapy_installed']}; cuda: {result['cuda']}"
+                                  + (f"; {result['default_path_note']}" if result["default_path_note"] else ""))
 
 
 @bench_app.command("pruning")

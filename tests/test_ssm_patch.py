@@ -21,7 +21,9 @@ from transformers import (
     MambaForCausalLM,
 )
 
+import probes.ssm.mixers as mixers
 import probes.ssm.patch as patch
+from probes.ssm import selfcheck
 from probes.ssm.patch import (
     FAST_SCAN,
     MAMBA_SSM,
@@ -33,6 +35,15 @@ from probes.ssm.patch import (
 )
 
 VOCAB = 64
+
+
+@pytest.fixture(autouse=True)
+def _fresh_path_choices(monkeypatch):
+    """Path choices are cached per process and device; each test starts without them and without a forced path."""
+    monkeypatch.delenv(selfcheck.ENV_VAR, raising=False)
+    selfcheck.clear_cache()
+    yield
+    selfcheck.clear_cache()
 
 
 def tiny_mamba(seed: int = 0, layers: int = 2) -> MambaForCausalLM:
@@ -128,12 +139,26 @@ def test_hybrid_and_variant_mixers_equal_reference(build):
     assert SCAN_CALLS[FAST_SCAN] > before
 
 
-def test_train_step_never_reaches_the_sequential_loop(monkeypatch):
+def forbid_transformers_scan(monkeypatch):
+    """Make transformers' own selective scan raise, through whichever form this release gives it."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("transformers' sequential selective scan was called")
 
-    # Replace transformers' function before hooking: the hooked mixers must not look it up at all.
-    monkeypatch.setattr(modeling_mamba, "mamba_selective_scan", forbidden)
+    fn = modeling_mamba.mamba_selective_scan
+    if isinstance(fn, torch.nn.Module):  # a kernelized function: a mixer's private wrapper runs transformers'
+        dispatch = type(fn).forward  # path through the class forward; the module-level instance only routes
+
+        def guarded(self, *args, **kwargs):
+            return dispatch(self, *args, **kwargs) if self is fn else forbidden()
+
+        monkeypatch.setattr(type(fn), "forward", guarded)
+    else:  # a module function: replaced before hooking, so the hooked mixers must not look it up at all
+        monkeypatch.setattr(modeling_mamba, "mamba_selective_scan", forbidden)
+
+
+def test_train_step_never_reaches_the_sequential_loop(monkeypatch):
+    forbid_transformers_scan(monkeypatch)
     model = tiny_mamba(layers=3)
     assert enable_fast_path(model) == FAST_SCAN
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -201,7 +226,7 @@ def test_mamba2_keeps_transformers_torch_path():
 
 
 def test_kernel_choice_depends_on_device(monkeypatch):
-    monkeypatch.setattr(patch, "_kernel_importable", lambda mixer, name: True)
+    monkeypatch.setattr(mixers, "mamba_ssm_importable", lambda: True)
     model = tiny_mamba()
     enable_fast_path(model)
     assert detect_mamba_path(model) == FAST_SCAN  # kernels importable, but the model is on the CPU
@@ -240,5 +265,63 @@ def test_packed_sequence_options_are_refused():
             torch.zeros(2, 1),
             torch.zeros(1, 1, 3),
             torch.zeros(1, 1, 3),
+            path=FAST_SCAN,
             cu_seqlens=torch.tensor([0, 3]),
         )
+
+
+class SubclassedMixer(modeling_mamba.MambaMixer):
+    """A user's subclass of transformers' mixer (defined outside transformers): found by type all the same."""
+
+
+def test_mixers_are_found_by_type_and_hooked_through_the_installed_mechanism():
+    model = tiny_mamba()
+    layer = model.backbone.layers[0]
+    layer.mixer.__class__ = SubclassedMixer
+    assert enable_fast_path(model) == FAST_SCAN
+    hooks = [m.__dict__[patch._HOOK] for m in mixers.mamba1_mixers(model)]
+    assert len(hooks) == 2
+    kernelized = isinstance(modeling_mamba.mamba_selective_scan, torch.nn.Module)
+    assert {h.mechanism for h in hooks} == {"kernelized" if kernelized else "module-functions"}
+    before = SCAN_CALLS[FAST_SCAN]
+    model(input_ids=torch.zeros(1, 5, dtype=torch.long))
+    assert SCAN_CALLS[FAST_SCAN] - before == 2
+    assert patch.mamba_path_note(model) is None
+
+
+def test_a_mixer_that_cannot_be_hooked_is_announced_and_recorded(monkeypatch, capsys):
+    import transformers
+
+    model = tiny_mamba()
+    monkeypatch.delattr(modeling_mamba, "mamba_selective_scan")  # a release that renamed its scan
+    patch._WARNED.clear()
+    assert enable_fast_path(model) == SEQUENTIAL
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ")
+    assert f"transformers {transformers.__version__}" in err[0] and "mamba_path transformers-sequential" in err[0]
+    note = patch.mamba_path_note(model)
+    assert note and "cannot install the fast Mamba scan" in note
+
+
+def test_unrecognised_ssm_mixers_are_named():
+    class HomeMadeMixer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.A_log = torch.nn.Parameter(torch.zeros(4, 2))
+
+    model = torch.nn.Sequential(HomeMadeMixer())
+    enable_fast_path(model)
+    assert "HomeMadeMixer" in (patch.mamba_path_note(model) or "")
+
+
+@pytest.mark.parametrize("preset", ["mamba-tiny", "hybrid-tiny", "mamba2-tiny", "zamba2-tiny"])
+def test_every_mamba_family_preset_records_a_fast_path_on_cpu(preset, tmp_path):
+    """What the trainer records for each SSM preset on a CPU: our scan for Mamba-1 mixers, transformers'
+    chunked SSD for Mamba-2 ones; never the sequential loop, never a note."""
+    from probes.models.registry import load_backbone
+    from probes.train.loop import enable_mamba_fast_path
+
+    model = load_backbone(preset).model
+    path = enable_mamba_fast_path(model)
+    assert path == (TORCH_SSD if preset in ("mamba2-tiny", "zamba2-tiny") else FAST_SCAN)
+    assert patch.mamba_path_note(model) is None

@@ -14,13 +14,16 @@ import pytest
 import torch
 from transformers import MambaConfig, MambaForCausalLM
 
+import probes.ssm.mixers as mixers
 import probes.ssm.patch as patch
 import probes.ssm.triton_scan as ts
+from probes.ssm import selfcheck
 from probes.ssm.patch import SCAN_CALLS, TRITON_SCAN, detect_mamba_path, enable_fast_path
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+FP32_EPS = float(torch.finfo(torch.float32).eps)
 
 pytestmark = pytest.mark.skipif(not ts.triton_available(), reason="triton is not installed")
 
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.skipif(not ts.triton_available(), reason="triton is not
 def _interpret_without_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     if not CUDA:
         monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv(selfcheck.ENV_VAR, raising=False)
+    selfcheck.clear_cache()
 
 
 def reference_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -89,11 +94,14 @@ def run_both(x: dict[str, Any], opts: str, dtype: torch.dtype, **config: Any):
 
 
 def assert_close(got: torch.Tensor, want: torch.Tensor, rel: float, what: str) -> None:
-    """Error relative to the reference's scale (max |want|), so near-zero entries do not dominate."""
+    """Error relative to the reference's scale (max |want|), so near-zero entries do not dominate. A reference
+    that is exactly zero (dA at L=1: the state before the first step is 0) can be matched only to float32
+    rounding of O(1) terms: compiled on a GPU that leaves ~5e-9 (H200), hence the absolute floor of float32's
+    machine epsilon."""
     want = want.detach()
-    scale = float(want.abs().max()) + 1e-12
+    scale = float(want.abs().max())
     err = float((got.detach().double().cpu() - want).abs().max())
-    assert err <= rel * scale, f"{what}: max error {err:.3g} > {rel:g} x scale {scale:.3g}"
+    assert err <= rel * scale + FP32_EPS, f"{what}: max error {err:.3g} > {rel:g} x scale {scale:.3g} + {FP32_EPS:.1e}"
 
 
 def check(x: dict[str, Any], opts: str, dtype: torch.dtype, rel: float, **config: Any) -> None:
@@ -216,19 +224,21 @@ def test_other_mamba1_mixers_through_triton(build: str) -> None:
 def test_forcing_a_scan_is_per_model_and_reversible() -> None:
     model = tiny_mamba()
     assert enable_fast_path(model, scan=TRITON_SCAN) == TRITON_SCAN
-    assert enable_fast_path(model) == ("probes-triton" if CUDA else "probes-fast-scan")
+    assert enable_fast_path(model) == "probes-fast-scan"  # the model is on the CPU: our chunked scan
     with pytest.raises(ValueError, match="scan must be"):
         enable_fast_path(model, scan="mambapy")
 
 
 def test_cuda_without_mamba_ssm_picks_triton(monkeypatch: pytest.MonkeyPatch) -> None:
     """The dispatch decision, on any machine: a CUDA model without importable kernels runs the Triton scan."""
-    monkeypatch.setattr(patch, "_kernel_importable", lambda mixer, name: False)
+    monkeypatch.setattr(mixers, "mamba_ssm_importable", lambda: False)
+    monkeypatch.setattr(selfcheck, "check_path", lambda path, device: selfcheck.PathCheck(path, True, None, 0.0))
     model = tiny_mamba()
     enable_fast_path(model)
     monkeypatch.setattr(patch, "_model_device", lambda model: torch.device("cuda"))
     assert detect_mamba_path(model) == TRITON_SCAN
-    monkeypatch.setattr(patch, "_kernel_importable", lambda mixer, name: True)
+    selfcheck.clear_cache()
+    monkeypatch.setattr(mixers, "mamba_ssm_importable", lambda: True)
     assert detect_mamba_path(model) == "mamba-ssm"
 
 
@@ -265,7 +275,7 @@ def test_mamba_small_layer_shape_on_cuda_matches_fast_scan() -> None:
     results = []
     for fn in (ts.selective_scan, chunked):
         inputs = {k: v.clone().requires_grad_() for k, v in x.items()}
-        y = fn(**inputs, delta_softplus=True)
+        y = fn(*(inputs[k] for k in NAMES), delta_softplus=True)  # positional: the two name `u` differently
         y.backward(torch.ones_like(y))
         results.append((y.detach(), {k: v.grad for k, v in inputs.items()}))
     (y, grads), (y_ref, grads_ref) = results

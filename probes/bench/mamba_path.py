@@ -24,13 +24,20 @@ from typing import Any
 import torch
 
 from probes.errors import UserError
-from probes.ssm.patch import FAST_SCAN, MAMBA_SSM, SEQUENTIAL, TRITON_SCAN, enable_fast_path
-from probes.ssm.triton_scan import triton_available
+from probes.ssm.patch import (
+    FAST_SCAN,
+    MAMBA_SSM,
+    MAMBAPY,
+    SEQUENTIAL,
+    TRITON_SCAN,
+    enable_fast_path,
+    mamba_path_note,
+)
+from probes.ssm.selfcheck import check_path, unavailable
 
 from .probe import Probe, Stepper, build_probe, train_batch
 from .timing import interleaved_medians, timed
 
-MAMBAPY = "transformers-mambapy"
 ALL_PATHS = (MAMBA_SSM, TRITON_SCAN, FAST_SCAN, MAMBAPY, SEQUENTIAL)
 
 
@@ -39,18 +46,19 @@ def _installed(module: str) -> bool:
 
 
 def path_availability(device: torch.device) -> dict[str, str | None]:
-    """For each path: None if it can run here, else why not (one line)."""
-    cuda = device.type == "cuda"
-    kernels = _installed("mamba_ssm")
-    return {
-        MAMBA_SSM: None if cuda and kernels else ("needs CUDA" if not cuda else "mamba-ssm is not installed"),
-        TRITON_SCAN: None if cuda and triton_available() else (
-            "needs CUDA (on a CPU only Triton's interpreter could run it)" if not cuda else "triton is not installed"),
-        FAST_SCAN: None,
-        MAMBAPY: None if _installed("mambapy") and not (cuda and kernels) else (
-            "mambapy is not installed" if not _installed("mambapy") else "mamba-ssm takes precedence on CUDA"),
-        SEQUENTIAL: None if not (cuda and kernels) else "mamba-ssm takes precedence on CUDA",
-    }
+    """For each path: None if it can run here, else why not (one line), the self-check's verdict included."""
+    why_not = {path: unavailable(path, device) for path in ALL_PATHS}
+    if why_not[TRITON_SCAN] and device.type != "cuda":
+        why_not[TRITON_SCAN] = "needs CUDA (on a CPU only Triton's interpreter could run it)"
+    if device.type == "cuda" and why_not[MAMBA_SSM] is None:  # transformers prefers the kernels there
+        why_not[MAMBAPY] = why_not[MAMBAPY] or "mamba-ssm takes precedence on CUDA"
+        why_not[SEQUENTIAL] = "mamba-ssm takes precedence on CUDA"
+    for path in (TRITON_SCAN, MAMBAPY):
+        if why_not[path] is None and device.type == "cuda":
+            check = check_path(path, device)
+            if not check.ok:
+                why_not[path] = f"failed its self-check: {check.reason}"
+    return why_not
 
 
 def _probe_for(path: str, model: str, length: int, device: torch.device) -> Probe:
@@ -87,6 +95,7 @@ def bench_mamba_path(
     if default_probe.mamba_path is None or default_probe.mamba_path not in ALL_PATHS:
         raise UserError(f"{model} has no Mamba-1 mixers (path {default_probe.mamba_path}); nothing to compare")
     default = default_probe.mamba_path
+    default_note = mamba_path_note(default_probe.model)
     del default_probe
 
     fast_steppers: dict[str, Stepper] = {}
@@ -126,5 +135,6 @@ def bench_mamba_path(
         "mambapy_installed": _installed("mambapy"),
         "cuda": device.type == "cuda",
         "default_path": default,
+        "default_path_note": default_note,
         "rows": ordered,
     }

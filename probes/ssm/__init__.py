@@ -10,11 +10,13 @@ from .causal_conv import causal_conv1d
 from .patch import (
     FAST_SCAN,
     MAMBA_SSM,
+    MAMBAPY,
     SEQUENTIAL,
     TORCH_SSD,
     TRITON_SCAN,
     detect_mamba_path,
     enable_fast_path,
+    mamba_path_note,
 )
 from .selective_scan import release_scratch, selective_scan
 from .triton_scan import selective_scan as triton_selective_scan
@@ -22,12 +24,14 @@ from .triton_scan import selective_scan as triton_selective_scan
 __all__ = [
     "FAST_SCAN",
     "MAMBA_SSM",
+    "MAMBAPY",
     "SEQUENTIAL",
     "TORCH_SSD",
     "TRITON_SCAN",
     "causal_conv1d",
     "detect_mamba_path",
     "enable_fast_path",
+    "mamba_path_note",
     "release_scratch",
     "selective_scan",
     "triton_selective_scan",

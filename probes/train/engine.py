@@ -218,11 +218,13 @@ class Engine:
         return state, note
 
     # --- environment record -----------------------------------------------------------------------------
-    def environment(self, mamba_path: str | None) -> dict[str, Any]:
-        """What a run ran on: versions, device, precision, processes, threads, the Mamba scan path."""
+    def environment(self, mamba_path: str | None, mamba_path_note: str | None = None) -> dict[str, Any]:
+        """What a run ran on: versions, device, precision, processes, threads, the Mamba scan path (and why,
+        when it is a fallback: `probes.ssm.patch.mamba_path_note`)."""
         return environment(
             self.device, mamba_path, self.precision,
             num_processes=self.world, distributed_type=str(self.acc.distributed_type).split(".")[-1],
+            mamba_path_note=mamba_path_note,
         )
 
 
@@ -233,6 +235,7 @@ def environment(
     *,
     num_processes: int = 1,
     distributed_type: str = "NO",
+    mamba_path_note: str | None = None,
 ) -> dict[str, Any]:
     """The environment record of a run directory (``env.json``) and of a benchmark."""
     import accelerate
@@ -255,6 +258,7 @@ def environment(
         "num_processes": num_processes,
         "distributed_type": distributed_type,
         "mamba_path": mamba_path,
+        "mamba_path_note": mamba_path_note,
     }
 
 

@@ -20,6 +20,7 @@ from probes.io import atomic_write_json
 from probes.models.registry import load_backbone
 from probes.models.resize import add_tokens
 from probes.runfiles import CONFIG, ENV, MANIFEST, SUMMARY
+from probes.ssm.patch import enable_fast_path, mamba_path_note
 from probes.synthetic.base import ProbeTask, TaskConfigError
 from probes.synthetic.registry import build_task
 
@@ -36,10 +37,6 @@ BASE_MODEL_SEED = 0  # presets: the "pretrained" weights are the same for every 
 
 def enable_mamba_fast_path(model: torch.nn.Module) -> str | None:
     """Use mamba-ssm kernels when present on CUDA, otherwise our fast scan; None for models without SSM."""
-    try:
-        from probes.ssm.patch import enable_fast_path
-    except ImportError:
-        return None
     return enable_fast_path(model)
 
 
@@ -170,7 +167,7 @@ def _run_locked(
         engine.on_main(start)
     state["config"] = cfg.to_dict()
     if main:
-        writer.write_json(ENV, engine.environment(mamba_path))
+        writer.write_json(ENV, engine.environment(mamba_path, mamba_path_note(model)))
 
     order = DataOrder(t.n_train, t.batch_size, t.seed, PROBE_STRIDE)
     interval = t.eval_interval

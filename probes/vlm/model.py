@@ -278,10 +278,8 @@ def enable_fast_path(model: nn.Module, family: str) -> str | None:
     """Switch a Mamba backbone to the fast CPU/GPU scan when the helper module exists; report which path."""
     if not has_ssm_layers(family):
         return None
-    try:
-        from probes.ssm.patch import enable_fast_path as enable
-    except ImportError:
-        return "transformers-sequential"
+    from probes.ssm.patch import enable_fast_path as enable
+
     return enable(model)
 
 

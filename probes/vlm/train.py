@@ -36,6 +36,7 @@ from probes.errors import UserError
 from probes.io import atomic_write_json, ensure_writable_dir
 from probes.models.registry import load_config
 from probes.runfiles import CONFIG, ENV, SUMMARY
+from probes.ssm.patch import mamba_path_note
 from probes.train import checkpoint
 from probes.train.engine import Engine, NonFiniteLoss, RunDiverged, recorded
 from probes.train.order import VLM_STRIDE, DataOrder, check_divisible, shard
@@ -183,7 +184,7 @@ def _train(
     if main and not resume:
         atomic_write_json(out / CONFIG, {"schema_version": SCHEMA_VERSION, "train": json.loads(cfg.model_dump_json()),
                                                 "vlm": vlm.config.__dict__, "data": pack_stats})
-        atomic_write_json(out / ENV, engine.environment(mamba_path))
+        atomic_write_json(out / ENV, engine.environment(mamba_path, mamba_path_note(vlm.backbone)))
     start = 0
     if resume:
         state, note = engine.load(out, step_fn)

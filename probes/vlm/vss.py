@@ -75,12 +75,9 @@ def _mamba_mixer(dim: int, d_state: int, expand: int, conv_kernel: int) -> Mamba
         use_mambapy=False,
     )
     mixer = MambaMixer(config, layer_idx=0)
-    try:  # the toolkit's fast CPU scan, when that module is present
-        from probes.ssm.patch import enable_fast_path
-    except ImportError:
-        pass
-    else:
-        enable_fast_path(mixer)
+    from probes.ssm.patch import enable_fast_path  # the toolkit's fast scan for this mixer alone
+
+    enable_fast_path(mixer)
     return mixer
 
 

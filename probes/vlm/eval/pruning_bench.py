@@ -69,8 +69,18 @@ def counted_flops(model: torch.nn.Module, seq_len: int, device: torch.device) ->
     from torch.utils.flop_counter import FlopCounterMode
 
     ids = torch.zeros(1, seq_len, dtype=torch.long, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(input_ids=ids)
+    # Parameters stop requiring grad while counting: the counter's module tracker registers gradient hooks on
+    # every tensor argument that requires grad, which fails for a Parameter passed under no_grad (transformers
+    # 5.25 passes the convolution weight to a kernel-function module).
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in trainable:
+            p.requires_grad_(False)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(input_ids=ids)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     return int(counter.get_total_flops())
 
 
