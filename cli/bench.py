@@ -250,3 +250,43 @@ def pruning(
                          "batch": batch, "repeats": repeats}, "rows": rows}
     _emit("pruning", result, ["k", "seq_len", "flops_analytical", "flops_counted", "latency_ms",
                               "flops_ratio_to_first", "latency_ratio_to_first"], json_path, dev)
+
+
+@bench_app.command("scan")
+def scan(
+    batch: int = typer.Option(64, "--batch-size", "--batch"),
+    d_inner: int = typer.Option(1536, "--d-inner", help="channels of the scan (mamba-small / 130m: 1536)"),
+    state: int = typer.Option(16, "--state", help="state size N"),
+    length: int = typer.Option(200, "--len"),
+    block_d: str = typer.Option("1,2,4,8", "--block-d", help="channels per program to try (powers of 2)"),
+    chunk: str = typer.Option("16,32,64", "--chunk", help="time-chunk lengths to try (powers of 2)"),
+    groups: str = typer.Option("0", "--groups", help="backward programs per sequence to try (0 = automatic)"),
+    warps: str = typer.Option("4/8", "--warps", help="forward/backward warps to try, e.g. 4/8,2/4"),
+    steps: int = typer.Option(5, "--steps"),
+    device: str = typer.Option("cuda", "--device"),
+    json_path: Path | None = JSON_OPT,
+) -> None:
+    """The Triton scan's launch configurations side by side at one layer shape: forward and forward+backward
+    ms, ratio to the default configuration, and each one's agreement with the default (GPU).
+
+    Example: probes bench scan --block-d 1,2,4 --chunk 32,64 --warps 4/8,2/4
+    """
+    from probes.bench.scan import bench_scan
+
+    def pair(text: str) -> tuple[int, int]:
+        fwd, _, bwd = text.partition("/")
+        if not (fwd.isdigit() and bwd.isdigit()):
+            raise UserError(f"--warps takes FWD/BWD pairs such as 4/8, got {text!r}")
+        return int(fwd), int(bwd)
+
+    sizes = _csv(block_d, int) + _csv(chunk, int)
+    if min([batch, d_inner, state, length, steps, *sizes]) < 1 or any(v & (v - 1) for v in sizes):
+        raise UserError("sizes must be >= 1; --block-d and --chunk take powers of 2")
+    dev = _device(device)
+    with console.status("timing Triton scan configurations"):
+        result = bench_scan(batch, d_inner, state, length, _csv(block_d, int), _csv(chunk, int),
+                            [g or None for g in _csv(groups, int)], [pair(w) for w in _csv(warps)], steps, dev)
+    _emit("scan", result, ["block_d", "chunk", "groups", "warps", "default", "fwd_ms", "fwd_bwd_ms",
+                           "ratio_to_default", "max_rel_error", "error"],
+          json_path, dev, caption=f"B={batch} d_inner={d_inner} N={state} L={length}; default "
+                                  f"block_d={result['default']['block_d']} chunk={result['default']['chunk']}")

@@ -129,3 +129,28 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exc:
         main(["bench", "scaling", "--lengths", "8,a", "--json", str(out)])
     assert exc.value.code == 2 and "error:" in capsys.readouterr().err and not out.exists()
+
+
+def test_scan_configurations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench scan` times launch configurations and checks each against the default (interpreted on a CPU)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    r = _run(["scan", "--batch-size", "1", "--d-inner", "6", "--state", "4", "--len", "5", "--block-d", "2,4",
+              "--chunk", "16", "--warps", "4/8,2/4", "--steps", "1", "--device", "cuda" if cuda else "cpu"], tmp_path)
+    assert len(r["rows"]) == 5  # the default (block 8) and 2 x 2 candidates
+    assert sum(row["default"] for row in r["rows"]) == 1
+    for row in r["rows"]:
+        assert row["fwd_bwd_ms"] > 0 and row["max_rel_error"] < 1e-2, row  # bf16 inputs, same float32 maths
+
+
+def test_scan_needs_a_gpu_or_the_interpreter(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "scan", "--device", "cpu"])
+    assert exc.value.code == 2 and "needs a CUDA device" in capsys.readouterr().err

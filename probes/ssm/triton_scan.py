@@ -330,7 +330,7 @@ def _on_device(t: torch.Tensor) -> Any:
 
 class _TritonSelectiveScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, block_d, chunk, groups):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, block_d, chunk, groups, warps):  # type: ignore[override]
         batch, dim, seq_len = u.shape
         n_state = A.shape[1]
         n_chunks = -(-seq_len // chunk)
@@ -348,9 +348,9 @@ class _TritonSelectiveScan(torch.autograd.Function):
                 seq_len, dim, n_state, n_chunks,
                 HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
                 SAVE_CKPT=needs_grad, BLOCK_D=block_d, N_PAD=_next_pow2(n_state), CHUNK=chunk,
-                num_warps=FWD_WARPS,
+                num_warps=warps[0],
             )
-        ctx.config = (softplus, block_d, chunk, groups, n_chunks)
+        ctx.config = (softplus, block_d, chunk, groups, n_chunks, warps[1])
         ctx.has = (D is not None, z is not None, delta_bias is not None)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
         ctx.mark_non_differentiable(last)
@@ -359,7 +359,7 @@ class _TritonSelectiveScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, _dlast):  # type: ignore[override]
         u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
-        softplus, block_d, chunk, groups, n_chunks = ctx.config
+        softplus, block_d, chunk, groups, n_chunks, bwd_warps = ctx.config
         has_d, has_z, has_bias = ctx.has
         batch, dim, seq_len = u.shape
         n_state = A.shape[1]
@@ -382,7 +382,7 @@ class _TritonSelectiveScan(torch.autograd.Function):
                 du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part,
                 seq_len, dim, n_state, n_chunks, groups, -(-n_blocks // groups),
                 HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus,
-                BLOCK_D=block_d, N_PAD=_next_pow2(n_state), CHUNK=chunk, num_warps=BWD_WARPS,
+                BLOCK_D=block_d, N_PAD=_next_pow2(n_state), CHUNK=chunk, num_warps=bwd_warps,
             )
         return (
             du,
@@ -393,7 +393,7 @@ class _TritonSelectiveScan(torch.autograd.Function):
             dD_part.sum(0).to(D.dtype) if has_d else None,
             dz if has_z else None,
             dbias_part.sum(0).to(delta_bias.dtype) if has_bias else None,
-            None, None, None, None,
+            None, None, None, None, None,
         )
 
 
@@ -412,11 +412,13 @@ def selective_scan(
     block_d: int | None = None,
     chunk: int | None = None,
     groups: int | None = None,
+    warps: tuple[int, int] | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """mamba-ssm's `selective_scan_fn`, in Triton. See the module docstring for layouts.
 
-    `block_d` (power of 2), `chunk` (power of 2) and `groups` (backward programs per sequence) override the
-    launch configuration; tests use them to cover partial blocks and several chunks on tiny shapes.
+    `block_d` (power of 2), `chunk` (power of 2), `groups` (backward programs per sequence) and `warps`
+    (forward, backward) override the launch configuration; tests use them to cover partial blocks and several
+    chunks on tiny shapes, `probes bench scan` to time configurations.
     Inputs must be CUDA tensors, or CPU tensors with `TRITON_INTERPRET=1` set before the first call.
     """
     batch, dim, seq_len = u.shape
@@ -447,6 +449,7 @@ def selective_scan(
         return None if t is None else t.contiguous()
 
     y, last = _TritonSelectiveScan.apply(
-        c(u), c(delta), c(A), c(B), c(C), c(D), c(z), c(delta_bias), bool(delta_softplus), block_d, chunk, groups
+        c(u), c(delta), c(A), c(B), c(C), c(D), c(z), c(delta_bias), bool(delta_softplus), block_d, chunk, groups,
+        warps or (FWD_WARPS, BWD_WARPS),
     )
     return (y, last) if return_last_state else y
