@@ -123,7 +123,7 @@ FP32_CASES = [
     (37, 1, 7, 4, "D", 2, 16),
     (37, 1, 6, 4, "z", 4, None),
     (37, 1, 5, 2, "bs", 4, 32),
-    (203, 1, 5, 4, "Dzbs", None, None),  # default launch config: chunks of 64
+    (203, 1, 5, 4, "Dzbs", None, None),  # default launch config: several chunks
     (1000, 1, 3, 2, "Dzbs", 2, None),
 ]
 
