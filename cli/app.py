@@ -19,6 +19,28 @@ from typer import Abort
 
 from probes.errors import UserError
 
+def _no_flag_metavar() -> None:
+    """Boolean flags (``--help``, ``--version``, ``--grid``) take no value, so help shows no ``<bool>`` type
+    for them (typer >= 0.20 prints one); value options keep theirs (``<int>``, ``<path>``)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - older typer prints no type for flags
+        return
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_probes", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return shown(self, ctx)  # type: ignore[arg-type]
+
+    display_type_rich._probes = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
+
+_no_flag_metavar()
+
 app = typer.Typer(
     name="probes",
     help="Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs.",

@@ -20,7 +20,6 @@ from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 from .app import app
 from .common import (
     console,
-    given,
     parse_params,
     progress_bar,
     run_label,
@@ -29,31 +28,20 @@ from .common import (
     step_metrics,
     validate_runs,
 )
+from .options import given_values, model_flags
 
-# typer parameter name -> SweepSpec key (the config file uses the same keys as the flags)
-_SWEEP_KEYS = {
-    "length": "len", "order": "order", "task": "task", "models": "models", "grid": "grid", "lr": "lr",
-    "init": "init", "init_seed": "init_seed", "max_steps": "max_steps", "batch_size": "batch_size",
-    "eval_every": "eval_every", "eval_samples": "eval_samples", "n_train": "n_train", "threshold": "threshold",
-    "pool": "pool", "seed": "seed", "device": "device", "out": "out", "weight_decay": "weight_decay",
-    "warmup_steps": "warmup_steps", "report_to": "report_to",
-}
+# typer parameter -> SweepSpec field, where the names differ; every other SweepSpec field is a flag of the
+# same name (hand-declared below, or derived by cli/options.py), and every such flag is a config-file key
+_RENAME = {"length": "len"}
 
 
-def sweep_from_options(ctx: typer.Context, config: Path | None, options: dict[str, Any]) -> SweepSpec:
+def sweep_from_options(ctx: typer.Context, config: Path | None) -> SweepSpec:
     """The sweep a command line asks for: the config file's values, then every flag given explicitly; defaults
     apply only where neither says anything (so a file's value is never undone by a flag's default)."""
     file_values = load_sweep_file(config) if config is not None else {}
-    flags: dict[str, Any] = {}
-    for name, key in _SWEEP_KEYS.items():
-        # lr / init seed: only when typed, so that --grid (or the file) decides otherwise
-        if given(ctx, name) or (config is None and name not in ("lr", "init_seed")):
-            value = options[name]
-            flags[key] = str(value) if isinstance(value, Path) else value
-    if config is None or given(ctx, "no_early_stop"):
-        flags["early_stop"] = not options["no_early_stop"]
-    if options["param"]:
-        flags["param"] = {**file_values.get("param", {}), **parse_params(options["param"])}
+    flags = given_values(ctx, SweepSpec, rename=_RENAME, skip=("param",))
+    if ctx.params.get("param"):
+        flags["param"] = {**file_values.get("param", {}), **parse_params(ctx.params["param"])}
     spec = build_sweep(file_values, flags)
     if spec.init not in STRATEGIES:
         raise UserError(f"unknown init strategy {spec.init!r}; choose one of {', '.join(STRATEGIES)}")
@@ -83,6 +71,7 @@ def print_plan(runs: list[Any]) -> None:
 
 
 @app.command("synth")
+@model_flags(SweepSpec, rename=_RENAME)
 def synth(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(
@@ -104,7 +93,6 @@ def synth(
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 100_000,
     n_train: Annotated[int, typer.Option(help="Training set size.")] = 1_000_000,
     threshold: Annotated[float, typer.Option(help="Early-stop held-out accuracy.")] = 0.95,
-    no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Train the full budget.")] = False,
     pool: Annotated[int | None, typer.Option(help="Context pool size (default 2·L).")] = None,
     seed: Annotated[int, typer.Option(help="Data seed (same data and order for every model).")] = 0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
@@ -150,6 +138,7 @@ def synth(
         rich_help_panel="SLURM")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="slurm: block until every job ended, then show the table.",
                                        rich_help_panel="SLURM")] = False,
+    **_fields: Any,  # the other SweepSpec fields as flags (cli/options.py); read through ctx.params
 ) -> None:
     """Train on the synthetic grounding task (or another probe task), recording per-position accuracy.
 
@@ -161,14 +150,7 @@ def synth(
 
     Example: probes synth --len 50,100,200 --order suffix,prefix --models pythia-tiny,mamba-tiny --grid --out runs/paper --dry-run
     """
-    options = {
-        "length": length, "order": order, "task": task, "models": models, "grid": grid, "lr": lr, "init": init,
-        "init_seed": init_seed, "max_steps": max_steps, "batch_size": batch_size, "eval_every": eval_every,
-        "eval_samples": eval_samples, "n_train": n_train, "threshold": threshold, "no_early_stop": no_early_stop,
-        "pool": pool, "seed": seed, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "param": param,
-        "device": device, "out": out, "report_to": report_to,
-    }
-    spec = sweep_from_options(ctx, config, options)
+    spec = sweep_from_options(ctx, config)
     from probes.synthetic.registry import build_task
 
     for length_value in spec.len:  # validate task parameters before any model is built
