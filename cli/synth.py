@@ -103,8 +103,10 @@ def synth(
              "WANDB_MODE/WANDB_API_KEY), csv; files in RUN/tracking/. Launchers log each run when it ends.")] = "none",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder holding the run directories.")] = Path("runs"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).",
+                                         rich_help_panel="Sweep")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).",
+                                            rich_help_panel="Sweep")] = False,
     num_processes: Annotated[int, typer.Option(
         "--num-processes", help="Train each run on N processes (DDP: gloo on CPUs, NCCL on GPUs) through "
         "accelerate launch, each on its shard of the global --batch-size; = accelerate launch -m probes synth.",
