@@ -16,6 +16,8 @@ A cell holding several runs shows, per evaluation and position, the median over 
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .aggregate import best_lr, median_matrix
 from .figure import model_key, new_figure, order_key, paper_style, run_title
+from .metrics import steps_to_threshold
 from .rundir import Run
 
 CMAP = "viridis"
@@ -47,6 +50,7 @@ class HeatmapPanel:
     x_edges: np.ndarray  # [G+1] % of training steps: 0, x_1, …, x_G
     y_edges: np.ndarray  # [L+1] 0.5, 1.5, …, L+0.5 so position k is centred on k
     values: np.ndarray  # [L, G]
+    note: str = ""  # what a cell with several lrs drew and left out, and why ("" when it drew every run)
 
     @property
     def run(self) -> Path | None:
@@ -64,6 +68,29 @@ def _cell_title(runs: Sequence[Run], lr: float, n_lrs: int) -> str:
     )
 
 
+def _median_steps_text(runs: Sequence[Run], threshold: float | None) -> str:
+    """Median steps to threshold of ``runs``, a run that did not reach counting as never (``not reached``)."""
+    steps = [steps_to_threshold(r, threshold)[0] for r in runs]
+    med = statistics.median(s.value if s.exact else math.inf for s in steps)
+    return "not reached" if math.isinf(med) else f"{med:g}"
+
+
+def selection_note(runs: Sequence[Run], lr: float, threshold: float | None = None) -> str:
+    """One line saying which lr a cell drew, which it left out and why (``probes heatmap`` prints it)."""
+    lrs = sorted({r.lr for r in runs})
+    if len(lrs) < 2:
+        return ""
+    r = runs[0]
+    t = r.threshold if threshold is None else threshold
+    shown = [x for x in runs if x.lr == lr]
+    others = ", ".join(f"{x:g} ({_median_steps_text([y for y in runs if y.lr == x], threshold)})" for x in lrs if x != lr)
+    return (
+        f"{r.model} L={r.length} {r.order}: drew lr {lr:g} ({len(shown)} run(s), median steps to {t:g}: "
+        f"{_median_steps_text(shown, threshold)}); left out lr {others}, {len(runs) - len(shown)} run(s): "
+        "the best lr is the one with the fewest median steps to threshold"
+    )
+
+
 def heatmap_cell(runs: Sequence[Run], row: int, col: int, threshold: float | None = None) -> HeatmapPanel:
     """The panel for the runs of one model x task x length x order (best lr, median over its seeds)."""
     lrs = {r.lr for r in runs}
@@ -77,7 +104,8 @@ def heatmap_cell(runs: Sequence[Run], row: int, col: int, threshold: float | Non
     x = np.concatenate([[0.0], grid])
     y = np.arange(width + 1, dtype=np.float64) + 0.5
     return HeatmapPanel(
-        row, col, _cell_title(shown, lr, len(lrs)), tuple(r.path for r in shown), lr, x, y, values.T.copy()
+        row, col, _cell_title(shown, lr, len(lrs)), tuple(r.path for r in shown), lr, x, y, values.T.copy(),
+        selection_note(runs, lr, threshold),
     )
 
 
