@@ -70,8 +70,30 @@ def _root(
     """Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs."""
 
 
+#: ``probes --help`` lists the commands in the order a researcher uses them: try the demo, make data, train,
+#: watch, report and draw, then the studies, benchmarks, the VLM module and the environment check.
+WORKFLOW = ("demo", "data", "synth", "status", "report", "curves", "heatmap", "arch-study", "bench", "vlm",
+            "doctor")
+
+
+def _in_workflow_order(names: list[str]) -> list[int]:
+    rank = {name: i for i, name in enumerate(WORKFLOW)}
+    return sorted(range(len(names)), key=lambda i: (rank.get(names[i], len(WORKFLOW)), i))
+
+
 def _register() -> None:
-    """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
+    """Import every command module; each adds its commands to ``app`` (or a sub-app) on import. Commands
+    and sub-apps are then listed in :data:`WORKFLOW` order (unknown ones last, in import order)."""
+    _import_commands()
+    commands = app.registered_commands
+    names = [c.name or (c.callback.__name__ if c.callback else "") for c in commands]
+    app.registered_commands = [commands[i] for i in _in_workflow_order(names)]
+    groups = app.registered_groups
+    gnames = [g.name or "" for g in groups]
+    app.registered_groups = [groups[i] for i in _in_workflow_order(gnames)]
+
+
+def _import_commands() -> None:
     from . import (  # noqa: F401
         analysis,
         arch_study,

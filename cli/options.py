@@ -90,3 +90,30 @@ def given_values(ctx: typer.Context, model: type[BaseModel], *, rename: dict[str
 def command_flags(command: Any) -> dict[str, str]:
     """``{python name: first flag}`` of a click command's options (for tests and help checks)."""
     return {p.name: p.opts[0] for p in command.params if getattr(p, "opts", None) and p.opts[0].startswith("--")}
+
+
+#: Above these a run is paper-scale: hours per run on a CPU (SPEC §2 defaults: 78,000 steps, 100,000
+#: held-out samples every 1 % of the budget).
+CPU_STEPS, CPU_EVAL_SAMPLES = 10_000, 10_000
+
+
+def warn_paper_scale_on_cpu(spec: Any, ctx: typer.Context, config: Path | None) -> None:
+    """One ``warning:`` line when paper-scale settings are about to train on a CPU, with CPU-sized options.
+    Only where the budget was not chosen (neither typed nor in a config file)."""
+    chosen = config is not None or given(ctx, "max_steps") or given(ctx, "eval_samples")
+    if chosen or (spec.max_steps < CPU_STEPS and spec.eval_samples < CPU_EVAL_SAMPLES):
+        return
+    if spec.device not in ("auto", "cpu"):
+        return
+    if spec.device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return
+    from .common import console
+
+    console.print(
+        f"warning: no GPU, and the paper-scale defaults ({spec.max_steps:,} steps, {spec.eval_samples:,} held-out "
+        "samples per evaluation) take hours per run on a CPU; for a CPU-sized run add e.g. --max-steps 3000 "
+        "--eval-samples 1000 --len 10 --lr 1e-3 (the demo's settings, `probes demo`)"
+    )

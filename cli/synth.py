@@ -19,6 +19,7 @@ from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 
 from .app import app
 from .common import (
+    PROGRESS_FIXED,
     console,
     parse_params,
     progress_bar,
@@ -28,7 +29,7 @@ from .common import (
     step_metrics,
     validate_runs,
 )
-from .options import given_values, model_flags
+from .options import given_values, model_flags, warn_paper_scale_on_cpu
 
 # typer parameter -> SweepSpec field, where the names differ; every other SweepSpec field is a flag of the
 # same name (hand-declared below, or derived by cli/options.py), and every such flag is a config-file key
@@ -49,7 +50,7 @@ def sweep_from_options(ctx: typer.Context, config: Path | None) -> SweepSpec:
 
 
 def print_plan(runs: list[Any]) -> None:
-    """``--dry-run``: the runs a command would launch, whether each is new, resumable or finished, and the
+    """``--dry-run`` (after the task parameters and model names are checked): the runs a command would launch, whether each is new, resumable or finished, and the
     training settings they share (everything but lr and init seed, which the run names carry)."""
     from dataclasses import asdict
 
@@ -161,8 +162,10 @@ def synth(
             build_task(ts.name, ts.params)
     runs = spec.plan()
     if dry_run:
+        validate_runs(spec.models, [], resume=False, overwrite=False)  # model names (a hub id: its config)
         print_plan(runs)
         return
+    warn_paper_scale_on_cpu(spec, ctx, config)
     if stop_after is not None and stop_after < 1:
         raise UserError(f"--stop-after must be at least 1 (got {stop_after})")
     if stop_after is not None and launcher != "none":
@@ -230,7 +233,8 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
     with progress_bar() as bar:
         for i, planned in enumerate(runs, 1):
             cfg = planned.config
-            job = bar.add_task(run_label(i, len(runs), cfg), total=cfg.train.max_steps, metrics="")
+            label = run_label(i, len(runs), cfg, width=max(20, console.width - PROGRESS_FIXED))
+            job = bar.add_task(label, total=cfg.train.max_steps, metrics="")
             mirror = RunMirror(planned.run_dir, report_to or [])
             every = min(cfg.train.train_log_every, cfg.train.eval_interval)
 
@@ -255,5 +259,6 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
             continue
         reached = f"reached {s['threshold']:.2f} at step {s['steps_to_threshold']}" if s["reached"] else "not reached"
         final = "n/a" if s.get("final_acc") is None else f"{s['final_acc']:.3f}"
-        console.print(f"{planned.run_dir}: {reached}; final held-out acc {final}; mamba path {s.get('mamba_path')}")
+        path = f"; mamba path {s['mamba_path']}" if s.get("mamba_path") else ""  # SSM runs only
+        console.print(f"{planned.run_dir}: {reached}; final held-out acc {final}{path}")
     return results
