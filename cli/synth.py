@@ -49,6 +49,24 @@ def sweep_from_options(ctx: typer.Context, config: Path | None) -> SweepSpec:
     return spec
 
 
+def check_launch_options(launcher: str, *, slurm: dict[str, Any], **options: Any) -> None:
+    """``--dry-run``: the launch options are valid, as the launchers check them; a SLURM plan is checked
+    without asking for SLURM or submitit (a dry run on a laptop or a login node plans a cluster grid)."""
+    from probes.launch.dispatch import plan_launch
+
+    if launcher != "slurm":
+        plan_launch(launcher, slurm=slurm, **options)
+        return
+    from probes.launch.slurm import slurm_options
+
+    plan_launch("none", **{k: v for k, v in options.items() if k not in ("gpus", "threads", "wait")})
+    if options.get("gpus") is not None or options.get("threads") is not None:
+        raise UserError("--gpus and --threads need --launcher local")
+    if options.get("overwrite"):
+        raise UserError("--overwrite cannot be combined with --launcher")
+    slurm_options({k: v for k, v in slurm.items() if v is not None})
+
+
 def print_plan(runs: list[Any]) -> None:
     """``--dry-run`` (after the task parameters and model names are checked): the runs a command would launch, whether each is new, resumable or finished, and the
     training settings they share (everything but lr and init seed, which the run names carry)."""
@@ -161,8 +179,12 @@ def synth(
             ts = spec.task_spec(length_value, order_value)
             build_task(ts.name, ts.params)
     runs = spec.plan()
+    slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
+             "cpus_per_task": cpus_per_task, "mem": mem, "array_parallelism": array_parallelism,
+             "job_name": job_name, "executor": slurm_executor}
     if dry_run:
         validate_runs(spec.models, [], resume=False, overwrite=False)  # model names (a hub id: its config)
+        check_launch_options(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, overwrite=overwrite)
         print_plan(runs)
         return
     warn_paper_scale_on_cpu(spec, ctx, config)
@@ -177,9 +199,6 @@ def synth(
     from probes.launch.dispatch import launch_grid, plan_launch
     from probes.launch.jobs import check_launchable
 
-    slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
-             "cpus_per_task": cpus_per_task, "mem": mem, "array_parallelism": array_parallelism,
-             "job_name": job_name, "executor": slurm_executor}
     launch = plan_launch(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, resume=resume,
                          overwrite=overwrite)
     if launch is not None:
