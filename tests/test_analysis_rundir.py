@@ -229,3 +229,11 @@ def test_tidy_rows_of_a_run_without_evaluations(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path, "r", np.zeros((0, 4)), status="running"))
     df = run.to_dataframe()
     assert df.empty and list(df.columns) == list(TIDY_COLUMNS)
+
+
+def test_load_run_of_a_grid_points_at_load_runs(tmp_path: Path) -> None:
+    write_run(tmp_path / "grid" / "L4", "r", ramp(2, 4, [1, 1, 1, 1]))
+    with pytest.raises(UserError, match=r"holds run directories, it is not one: use load_runs\(\[") as exc:
+        load_run(tmp_path / "grid")
+    assert "\n" not in str(exc.value)
+    assert len(load_runs([tmp_path / "grid"])) == 1
