@@ -19,6 +19,7 @@ from typer import Abort
 
 from probes.errors import UserError
 
+
 def _no_flag_metavar() -> None:
     """Boolean flags (``--help``, ``--version``, ``--grid``) take no value, so help shows no ``<bool>`` type
     for them (typer >= 0.20 prints one); value options keep theirs (``<int>``, ``<path>``)."""

@@ -94,7 +94,8 @@ def print_plan(runs: list[Any]) -> None:
 def synth(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(
-        "--config", help="YAML file of options (keys = flag names, e.g. len: [50, 200]); flags given override it.",
+        "--config", help="YAML file of the experiment's options (keys = flag names, e.g. len: [50, 200]); flags "
+        "given override it. Run controls (Sweep, Launch, SLURM panels) are flags only.",
         rich_help_panel="Sweep")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned runs and exit; write nothing.",
                                           rich_help_panel="Sweep")] = False,
@@ -167,7 +168,8 @@ def synth(
     per model, length and order). Runs train one after another in this process by default; --launcher local
     spreads them over GPUs and --launcher slurm submits a job array; re-running the same command skips
     finished runs and resumes interrupted ones; follow a grid with `probes status OUT`. --config FILE.yaml sets
-    any option (keys = flag names); flags given on the command line override the file.
+    any option of the experiment (keys = the flag names of the Options panel); flags given on
+    the command line override the file.
 
     Example: probes synth --len 50,100,200 --order suffix,prefix --models pythia-tiny,mamba-tiny --grid --out runs/paper --dry-run
     """
