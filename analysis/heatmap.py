@@ -16,8 +16,6 @@ A cell holding several runs shows, per evaluation and position, the median over 
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import best_lr, median_matrix
-from .figure import model_key, new_figure, order_key, paper_style, run_title
-from .metrics import steps_to_threshold
+from .figure import model_key, new_figure, order_key, paper_style, run_title, selection_note
 from .rundir import Run
 
 CMAP = "viridis"
@@ -65,29 +62,6 @@ def _cell_title(runs: Sequence[Run], lr: float, n_lrs: int) -> str:
     return (
         f"{r.model} · L={r.length} · {r.order}\n"
         f"lr={lr:g}{' (best)' if n_lrs > 1 else ''} · median of {len(runs)} seeds"
-    )
-
-
-def _median_steps_text(runs: Sequence[Run], threshold: float | None) -> str:
-    """Median steps to threshold of ``runs``, a run that did not reach counting as never (``not reached``)."""
-    steps = [steps_to_threshold(r, threshold)[0] for r in runs]
-    med = statistics.median(s.value if s.exact else math.inf for s in steps)
-    return "not reached" if math.isinf(med) else f"{med:g}"
-
-
-def selection_note(runs: Sequence[Run], lr: float, threshold: float | None = None) -> str:
-    """One line saying which lr a cell drew, which it left out and why (``probes heatmap`` prints it)."""
-    lrs = sorted({r.lr for r in runs})
-    if len(lrs) < 2:
-        return ""
-    r = runs[0]
-    t = r.threshold if threshold is None else threshold
-    shown = [x for x in runs if x.lr == lr]
-    others = ", ".join(f"{x:g} ({_median_steps_text([y for y in runs if y.lr == x], threshold)})" for x in lrs if x != lr)
-    return (
-        f"{r.model} L={r.length} {r.order}: drew lr {lr:g} ({len(shown)} run(s), median steps to {t:g}: "
-        f"{_median_steps_text(shown, threshold)}); left out lr {others}, {len(runs) - len(shown)} run(s): "
-        "the best lr is the one with the fewest median steps to threshold"
     )
 
 

@@ -112,7 +112,7 @@ def curves(
     ] = None,
     select: SelectOpt = None,
     best_lr: Annotated[
-        bool, typer.Option("--best-lr", help="Per model and panel, only the lr with the fewest median steps.")
+        bool, typer.Option("--best-lr", help="Per model and panel, only the lr with the fewest median steps (printed, with what it left out).")
     ] = False,
     include_unfinished: UnfinishedOpt = False,
 ) -> None:
@@ -126,7 +126,20 @@ def curves(
     from probes.analysis.figure import output_paths, save_figure
 
     output_paths(out)
-    fig, _ = plot_curves(_load(runs, select, include_unfinished), threshold=_threshold(threshold, "--threshold"), best_lr=best_lr)
+    loaded = _load(runs, select, include_unfinished)
+    t = _threshold(threshold, "--threshold")
+    fig, _ = plot_curves(loaded, threshold=t, best_lr=best_lr)
+    if best_lr:  # say which lr each model x panel kept and what it left out
+        from probes.analysis.aggregate import best_lr as pick
+        from probes.analysis.figure import selection_note
+
+        groups: dict[tuple[str, str, int, str], list[Run]] = {}
+        for r in loaded:
+            groups.setdefault((r.task, r.order, r.length, r.model), []).append(r)
+        for group in groups.values():
+            note = selection_note(group, pick(group, t), t)
+            if note:
+                console.print(f"curves: {note}")
     for path in save_figure(fig, out):
         console.print(f"wrote {path}")
 

@@ -246,6 +246,9 @@ def test_heatmap_says_which_lr_it_drew_and_what_it_left_out(tmp_path: Path,
     line = next(x for x in err.splitlines() if x.startswith("heatmap: "))
     assert "drew lr 0.0001 (2 run(s)" in line and "left out lr 1e-05 (not reached), 2 run(s)" in line
     assert "fewest median steps" in line
+    assert _run(["curves", str(grid), "--best-lr", "--out", str(tmp_path / "c.png")]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("curves: "))
+    assert "drew lr 0.0001" in line and "left out lr 1e-05" in line
 
 
 def test_figures_default_to_the_ignored_out_folder() -> None:
