@@ -99,9 +99,12 @@ CPU_STEPS, CPU_EVAL_SAMPLES = 10_000, 10_000
 
 def warn_paper_scale_on_cpu(spec: Any, ctx: typer.Context, config: Path | None) -> None:
     """One ``warning:`` line when paper-scale settings are about to train on a CPU, with CPU-sized options.
-    Only where the budget was not chosen (neither typed nor in a config file)."""
+    Only where the budget was not chosen (neither typed nor in a config file), once per command (not in
+    the other processes of a multi-process run), and after every check, so an error stays the only line."""
+    from .app import _secondary_rank
+
     chosen = config is not None or given(ctx, "max_steps") or given(ctx, "eval_samples")
-    if chosen or (spec.max_steps < CPU_STEPS and spec.eval_samples < CPU_EVAL_SAMPLES):
+    if chosen or _secondary_rank() or (spec.max_steps < CPU_STEPS and spec.eval_samples < CPU_EVAL_SAMPLES):
         return
     if spec.device not in ("auto", "cpu"):
         return

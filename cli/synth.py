@@ -189,7 +189,6 @@ def synth(
         check_launch_options(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, overwrite=overwrite)
         print_plan(runs)
         return
-    warn_paper_scale_on_cpu(spec, ctx, config)
     if stop_after is not None and stop_after < 1:
         raise UserError(f"--stop-after must be at least 1 (got {stop_after})")
     if stop_after is not None and launcher != "none":
@@ -206,6 +205,7 @@ def synth(
     if launch is not None:
         validate_runs(spec.models, [], resume=False, overwrite=False)  # model names only: existing dirs resume
         check_launchable(runs)  # before any progress output; the launchers check again as library calls
+        warn_paper_scale_on_cpu(spec, ctx, config)  # after every check: an error stays the only line
         sigterm_as_interrupt()
         results = launch_grid(launch, runs, console=console, progress=progress_bar,
                               on_done=(lambda r: _mirror(r.run_dir, spec.report_to)) if spec.report_to else None)
@@ -226,6 +226,7 @@ def synth(
         if code:
             raise typer.Exit(code)
         return
+    warn_paper_scale_on_cpu(spec, ctx, config)  # after every check: an error stays the only line
     sigterm_as_interrupt()
     train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to, stop_after=stop_after)
 
