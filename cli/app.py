@@ -71,10 +71,11 @@ def _root(
     """Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs."""
 
 
-#: ``probes --help`` lists the commands in the order a researcher uses them: try the demo, make data, train,
-#: watch, report and draw, then the studies, benchmarks, the VLM module and the environment check.
-WORKFLOW = ("demo", "data", "synth", "status", "report", "curves", "heatmap", "arch-study", "bench", "vlm",
-            "doctor")
+#: ``probes --help`` lists the commands in the order a researcher uses them: check the machine, try the demo,
+#: make data, train, watch, report and draw, then the studies, benchmarks and the VLM module (typer lists
+#: sub-apps such as ``bench`` and ``vlm`` after the plain commands, so they stay last).
+WORKFLOW = ("doctor", "demo", "data", "synth", "status", "report", "curves", "heatmap", "arch-study", "bench",
+            "vlm")
 
 
 def _in_workflow_order(names: list[str]) -> list[int]:
