@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import statistics
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import seaborn as sns
@@ -21,6 +22,7 @@ from probes.errors import UserError
 from probes.families import model_sort_key
 from probes.io import atomic_path
 
+from .metrics import steps_to_threshold
 from .rundir import Run
 
 FORMATS = ("png", "pdf")
@@ -88,3 +90,27 @@ def save_figure(fig: Figure, out: str | Path) -> list[Path]:
         fig.savefig(tmp_png, format="png", dpi=DPI)
         fig.savefig(tmp_pdf, format="pdf", metadata={"CreationDate": None})
     return [png, pdf]
+
+
+def _median_steps_text(runs: Sequence[Run], threshold: float | None) -> str:
+    """Median steps to threshold of ``runs``, a run that did not reach counting as never (``not reached``)."""
+    steps = [steps_to_threshold(r, threshold)[0] for r in runs]
+    med = statistics.median(s.value if s.exact else math.inf for s in steps)
+    return "not reached" if math.isinf(med) else f"{med:g}"
+
+
+def selection_note(runs: Sequence[Run], lr: float, threshold: float | None = None) -> str:
+    """One line saying which lr a cell drew, which it left out and why (``probes heatmap`` and ``probes
+    curves --best-lr`` print it; a figure must not drop runs silently)."""
+    lrs = sorted({r.lr for r in runs})
+    if len(lrs) < 2:
+        return ""
+    r = runs[0]
+    t = r.threshold if threshold is None else threshold
+    shown = [x for x in runs if x.lr == lr]
+    others = ", ".join(f"{x:g} ({_median_steps_text([y for y in runs if y.lr == x], threshold)})" for x in lrs if x != lr)
+    return (
+        f"{r.model} L={r.length} {r.order}: drew lr {lr:g} ({len(shown)} run(s), median steps to {t:g}: "
+        f"{_median_steps_text(shown, threshold)}); left out lr {others}, {len(runs) - len(shown)} run(s): "
+        "the best lr is the one with the fewest median steps to threshold"
+    )

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import best_lr, median_matrix
-from .figure import model_key, new_figure, order_key, paper_style, run_title
+from .figure import model_key, new_figure, order_key, paper_style, run_title, selection_note
 from .rundir import Run
 
 CMAP = "viridis"
@@ -47,6 +47,7 @@ class HeatmapPanel:
     x_edges: np.ndarray  # [G+1] % of training steps: 0, x_1, …, x_G
     y_edges: np.ndarray  # [L+1] 0.5, 1.5, …, L+0.5 so position k is centred on k
     values: np.ndarray  # [L, G]
+    note: str = ""  # what a cell with several lrs drew and left out, and why ("" when it drew every run)
 
     @property
     def run(self) -> Path | None:
@@ -77,7 +78,8 @@ def heatmap_cell(runs: Sequence[Run], row: int, col: int, threshold: float | Non
     x = np.concatenate([[0.0], grid])
     y = np.arange(width + 1, dtype=np.float64) + 0.5
     return HeatmapPanel(
-        row, col, _cell_title(shown, lr, len(lrs)), tuple(r.path for r in shown), lr, x, y, values.T.copy()
+        row, col, _cell_title(shown, lr, len(lrs)), tuple(r.path for r in shown), lr, x, y, values.T.copy(),
+        selection_note(runs, lr, threshold),
     )
 
 

@@ -99,7 +99,7 @@ def run_rows(report: Report) -> list[dict[str, Any]]:
             "lr": r.lr,
             "init_strategy": r.config["model"]["init_strategy"],
             "init_seed": r.init_seed,
-            "status": r.status,
+            "status": r.state,  # running / dead told apart (only with --include-unfinished)
             "threshold": m.threshold,
             "reached": m.reached,
             "steps_to_threshold": int(m.steps.value) if m.reached else "",
@@ -194,7 +194,7 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
             m.run.order,
             f"{m.run.lr:g}",
             str(m.run.init_seed),
-            m.run.status,
+            m.run.state,
             _reached_text(m.steps),
             _reached_text(m.samples),
             f"{m.run.heldout_acc[-1]:.3f}" if m.run.evals else "-",

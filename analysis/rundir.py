@@ -5,13 +5,24 @@ corrupt or partial directory is a :class:`~probes.errors.UserError` that names t
 a silently skipped run would change medians without anyone noticing. A run that is still being written
 (no ``summary.json``, or status ``running``) loads: it is the normal state of a grid being watched, and its
 last metrics line may be half-appended, so only for such a run an unterminated last line is ignored and the
-accuracy matrix may lag the eval lines by the write in flight.
+accuracy matrix may lag the eval lines by the write in flight. Aggregates (report, heatmap, curves) leave
+such unfinished runs out by default (:func:`split_unfinished`) and say so; ``Run.state`` tells a live
+writer (``running``) from a dead one (``dead``) the way ``probes status`` does (docs/CONTRACTS.md, Liveness).
+
+Names and positions (docs/CONTRACTS.md, "One vocabulary"): a metric has the name it has in ``metrics.jsonl``
+everywhere (``heldout_acc``, ``heldout_loss``, ``train_loss``, ``lr``, ``per_position_acc``,
+``per_position_count``), and target positions are 1-based (position 1 = the first context token, the
+paper's Fig. 7 axis): ``per_position_acc[i]`` of a metrics line is position ``i + 1``.
 """
 
 from __future__ import annotations
 
+import bisect
+import fcntl
 import json
 import math
+import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +32,7 @@ import numpy as np
 
 from probes.errors import UserError
 from probes.families import kind_of
-from probes.runfiles import CONFIG, ENV, MANIFEST, MATRIX, METRICS, SUMMARY
+from probes.runfiles import CONFIG, ENV, LOCK_FILE, MANIFEST, MATRIX, METRICS, SUMMARY
 
 SCHEMA_VERSION = 1
 
@@ -37,8 +48,11 @@ _SUMMARY_KEYS = ("status", "reached", "threshold", "steps_to_threshold", "max_st
 _STATUSES = ("running", "finished", "interrupted", "stopped", "failed", "diverged")
 TIDY_COLUMNS = (
     "run", "model", "family", "kind", "task", "length", "order", "lr", "init_strategy", "init_seed", "status",
-    "step", "samples_seen", "frac_steps", "position", "accuracy", "count",
+    "step", "samples_seen", "frac_steps", "train_loss", "heldout_loss", "heldout_acc",
+    "position", "per_position_acc", "per_position_count",
 )  # fmt: skip
+UNFINISHED = ("running", "interrupted", "stopped")  # statuses of a run that has not ended (resumable or live)
+STALE_S = 600.0  # a heartbeat older than this means the writer is gone (as `probes status`)
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,18 @@ class Run:
     @property
     def status(self) -> str:
         return str(self.summary["status"]) if self.summary is not None else "running"
+
+    @property
+    def state(self) -> str:
+        """The status, with ``running`` split into ``running`` (a live writer) and ``dead`` (killed; resumable)."""
+        if self.status != "running":
+            return self.status
+        return "running" if writer_alive(self.path, self.summary) else "dead"
+
+    @property
+    def finished(self) -> bool:
+        """The run has ended (finished, failed or diverged): its numbers will not change any more."""
+        return self.status not in UNFINISHED
 
     @property
     def name(self) -> str:
@@ -141,21 +167,31 @@ class Run:
         }
 
     def to_records(self) -> list[dict[str, Any]]:
-        """Tidy rows, one per evaluation x position bucket (positions 0-based, as in ``metrics.jsonl``):
-        the run keys, ``step``, ``samples_seen``, ``frac_steps``, ``position``, ``accuracy`` (NaN where the
-        bucket had no held-out sample), ``count`` (samples in the bucket; None when the matrix lacks counts)."""
+        """Tidy rows, one per evaluation x target position: the run keys, ``step``, ``samples_seen``,
+        ``frac_steps``, the evaluation's overall ``heldout_acc`` and ``heldout_loss``, ``train_loss`` (the last
+        training loss logged at or before the step; NaN if none), ``position`` (1-based: 1 = first context
+        token), ``per_position_acc`` (NaN where the position had no held-out sample) and
+        ``per_position_count`` (its held-out samples; None when the matrix lacks counts). Names are the
+        ``metrics.jsonl`` names. ``heldout_acc`` is the count-weighted mean of ``per_position_acc``, so a
+        plain mean over positions equals it only when every position has the same count."""
         keys = self.grid_keys()
+        train_steps = [int(t["step"]) for t in self.train_log]
         rows = []
         for e, rec in enumerate(self.evals):
+            i = bisect.bisect_right(train_steps, int(self.steps[e])) - 1
             base = {
                 **keys,
                 "step": int(self.steps[e]),
                 "samples_seen": int(rec["samples_seen"]),
                 "frac_steps": float(rec["frac_steps"]),
+                "train_loss": _number(self.train_log[i].get("loss")) if i >= 0 else math.nan,
+                "heldout_loss": _number(rec.get("heldout_loss")),
+                "heldout_acc": _number(rec.get("heldout_acc")),
             }
             for k in range(self.num_positions):
                 count = int(self.counts[e, k]) if self.counts is not None else None
-                rows.append({**base, "position": k, "accuracy": float(self.accuracy[e, k]), "count": count})
+                rows.append({**base, "position": k + 1, "per_position_acc": float(self.accuracy[e, k]),
+                             "per_position_count": count})
         return rows
 
     def to_dataframe(self) -> Any:
@@ -166,6 +202,51 @@ class Run:
         except ImportError:
             raise UserError("to_dataframe needs pandas (pip install pandas); to_records() does not") from None
         return pd.DataFrame(self.to_records(), columns=TIDY_COLUMNS)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+def writer_alive(path: Path, summary: dict[str, Any] | None) -> bool:
+    """Does a live process write this run? The rule of ``probes status`` (docs/CONTRACTS.md, Liveness): the
+    writer lock held means yes; where the lock cannot tell (no lock file, no ``flock``), a heartbeat younger
+    than :data:`STALE_S`. Read-only: a shared, non-blocking ``flock`` probe that never creates the file."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        lock = "unknown"
+    else:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            lock = "free"
+        except BlockingIOError:
+            lock = "held"
+        except OSError:
+            lock = "unknown"
+        finally:
+            os.close(fd)
+    if lock != "unknown":
+        return lock == "held"
+    beat = (summary or {}).get("heartbeat")
+    return isinstance(beat, int | float) and time.time() - beat < STALE_S
+
+
+def split_unfinished(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """(runs that have ended, runs that have not: running, dead, interrupted or stopped). Aggregates leave the
+    second list out by default: a run at step 15 of 150 would count as "not reached by step 15"."""
+    done = [r for r in runs if r.finished]
+    return done, [r for r in runs if not r.finished]
+
+
+def describe_unfinished(runs: Sequence[Run]) -> str:
+    """``3 unfinished run(s) (2 running, 1 dead): NAME, NAME, …`` (at most three names)."""
+    states: dict[str, int] = {}
+    for r in runs:
+        states[r.state] = states.get(r.state, 0) + 1
+    kinds = ", ".join(f"{n} {s}" for s, n in states.items())
+    names = ", ".join(r.name for r in runs[:3]) + (", …" if len(runs) > 3 else "")
+    return f"{len(runs)} unfinished run(s) ({kinds}): {names}"
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -208,6 +289,8 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"run directory {path} does not exist")
+    if not (path / CONFIG).exists() and any(p.is_file() for p in path.rglob(CONFIG)):
+        raise UserError(f"{path} holds run directories, it is not one: use load_runs([{str(path)!r}])")
     config = _read_json(path / CONFIG)
     _check_config(config, path / CONFIG)
     summary = _read_json(path / SUMMARY) if (path / SUMMARY).exists() else None

@@ -19,6 +19,29 @@ from typer import Abort
 
 from probes.errors import UserError
 
+
+def _no_flag_metavar() -> None:
+    """Boolean flags (``--help``, ``--version``, ``--grid``) take no value, so help shows no ``<bool>`` type
+    for them (typer >= 0.20 prints one); value options keep theirs (``<int>``, ``<path>``)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - older typer prints no type for flags
+        return
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_probes", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return shown(self, ctx)  # type: ignore[arg-type]
+
+    display_type_rich._probes = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
+
+_no_flag_metavar()
+
 app = typer.Typer(
     name="probes",
     help="Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs.",
@@ -73,8 +96,31 @@ def _root(
     """Synthetic retrieval diagnostics for Transformer and state-space (Mamba) language models and VLMs."""
 
 
+#: ``probes --help`` lists the commands in the order a researcher uses them: check the machine, try the demo,
+#: make data, train, watch, report and draw, then the studies, benchmarks and the VLM module (typer lists
+#: sub-apps such as ``bench`` and ``vlm`` after the plain commands, so they stay last).
+WORKFLOW = ("doctor", "demo", "data", "synth", "status", "report", "curves", "heatmap", "arch-study", "bench",
+            "vlm")
+
+
+def _in_workflow_order(names: list[str]) -> list[int]:
+    rank = {name: i for i, name in enumerate(WORKFLOW)}
+    return sorted(range(len(names)), key=lambda i: (rank.get(names[i], len(WORKFLOW)), i))
+
+
 def _register() -> None:
-    """Import every command module; each adds its commands to ``app`` (or a sub-app) on import."""
+    """Import every command module; each adds its commands to ``app`` (or a sub-app) on import. Commands
+    and sub-apps are then listed in :data:`WORKFLOW` order (unknown ones last, in import order)."""
+    _import_commands()
+    commands = app.registered_commands
+    names = [c.name or (c.callback.__name__ if c.callback else "") for c in commands]
+    app.registered_commands = [commands[i] for i in _in_workflow_order(names)]
+    groups = app.registered_groups
+    gnames = [g.name or "" for g in groups]
+    app.registered_groups = [groups[i] for i in _in_workflow_order(gnames)]
+
+
+def _import_commands() -> None:
     from . import (  # noqa: F401
         analysis,
         arch_study,

@@ -51,9 +51,10 @@ def arch_study(
     workers: Annotated[int, typer.Option(help="Runs trained at once (one process each).")] = 2,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
 ) -> None:
-    """Train pythia/mamba/mamba2/hybrid presets over lengths x orders x init seeds, then write the report
-    (median steps to 0.95 with 95% bootstrap intervals, learning order), heatmaps and curves. Re-running the
-    same command skips finished runs and resumes interrupted ones.
+    """Train Pythia / Mamba / Mamba-2 / hybrid presets over lengths x orders x seeds, then report and draw.
+
+    The report gives median steps to 0.95 with 95% bootstrap intervals and the learning order, beside
+    heatmaps and curves. Re-running the same command skips finished runs and resumes interrupted ones.
 
     Example: probes arch-study --out figures/arch_study --runs runs/arch_study
     """

@@ -38,9 +38,8 @@ def progress_bar() -> Progress:
     cut, so numbers stay whole."""
     columns = [
         TextColumn("[bold]{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
-        BarColumn(bar_width=10),
+        BarColumn(bar_width=6),
         MofNCompleteColumn(),
-        TextColumn("eta"),
         TimeRemainingColumn(compact=True),
         TextColumn("{task.fields[metrics]}", table_column=Column(no_wrap=True)),
     ]
@@ -61,15 +60,35 @@ def step_metrics(info: dict[str, Any]) -> str:
     return f"{acc}loss {info['loss']:.3f}"
 
 
-def run_label(i: int, n: int, config: Any) -> str:
-    """Short progress label of a probe run: ``[3/108] mamba-tiny L200 pre 5e-05 s2`` (the run directory name
-    is longer; it is printed when the run ends)."""
+#: Columns a training progress row needs besides its label at 78,000 steps (bar, 12345/78000, time left,
+#: ``acc 0.953 loss 0.124`` and the gaps); the label gets the rest of the terminal.
+PROGRESS_FIXED = 48
+
+
+def short_lr(lr: float) -> str:
+    """``1e-4``, ``5e-5``, ``2.5e-4``, ``0.01``: an lr in at most a few characters (``f"{1e-4:g}"`` is
+    ``0.0001``, which an 80-column progress row cut to ``0.00…``)."""
+    if lr >= 1e-2:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def run_label(i: int, n: int, config: Any, width: int | None = None) -> str:
+    """Short progress label of a probe run: ``[3/108] mamba-tiny L200 pre 5e-5 s2`` (the run directory name
+    is longer; it is printed when the run ends). With ``width``, the model name is shortened (``pythia-1…``)
+    so that the lr and the seed always fit."""
     params = config.task.params
     model = config.model.name.rstrip("/").split("/")[-1]
     order = str(params.get("order", ""))[:3]
     length = params.get("length")
     where = f" L{length}" if length is not None else ""
-    return f"[{i}/{n}] {model}{where} {order} {config.train.lr:g} s{config.model.init_seed}".replace("  ", " ")
+    head = f"[{i}/{n}] "
+    tail = f"{where} {order} {short_lr(config.train.lr)} s{config.model.init_seed}".replace("  ", " ")
+    if width is not None and len(head) + len(model) + len(tail) > width:
+        room = max(1, width - len(head) - len(tail) - 1)
+        model = model[:room] + "…"
+    return head + model + tail
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -97,12 +116,10 @@ def sigterm_as_interrupt() -> None:
 
 def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwrite: bool) -> None:
     """Fail with one line before any progress output: unknown models, run dirs that exist without a flag."""
-    from probes.models.registry import load_config
-
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
     for name in models:
-        load_config(name)
+        check_model_name(name)
     from probes.train.layout import has_content
     from probes.train.lock import check_unlocked
 
@@ -110,6 +127,21 @@ def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwri
         check_unlocked(run_dir)  # a live writer owns it (issue 14): one line naming the holder
         if has_content(run_dir) and not (resume or overwrite):  # the writer lock file alone is no run
             raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")
+
+
+def check_model_name(name: str) -> None:
+    """Load a model's config (presets offline, local directories, hub ids); an unknown name that is close to
+    a preset fails with ``did you mean 'pythia-tiny'?`` before the hub is asked (``pythia-tyny``)."""
+    import difflib
+
+    from probes.models.presets import PRESETS
+    from probes.models.registry import load_config
+
+    if name not in PRESETS and "/" not in name and not Path(name).exists():
+        close = difflib.get_close_matches(name, list(PRESETS), n=1, cutoff=0.8)
+        if close:
+            raise UserError(f"unknown model {name!r}; did you mean the preset {close[0]!r}?")
+    load_config(name)
 
 
 def given(ctx: Any, name: str) -> bool:

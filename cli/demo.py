@@ -22,6 +22,7 @@ from probes.io import atomic_write_json
 
 from .app import app
 from .common import (
+    PROGRESS_FIXED,
     console,
     progress_bar,
     run_label,
@@ -62,7 +63,8 @@ def demo(
     with progress_bar() as bar:
 
         def on_run(i: int, p: Any) -> Any:
-            job = bar.add_task(run_label(i, len(planned), p.config), total=max_steps)
+            job = bar.add_task(run_label(i, len(planned), p.config, width=max(20, console.width - PROGRESS_FIXED)),
+                               total=max_steps)
 
             def on_step(step: int, info: dict[str, Any]) -> None:
                 if step % 10 and step != max_steps:

@@ -1,4 +1,4 @@
-"""`probes status RUNS_DIR`: a table of every run of a grid, read from its run directories alone."""
+"""`probes status RUNS...`: a table of every run of one or more grids, read from their run directories alone."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ from .common import stdout_console
 
 @app.command("status")
 def status(
-    runs_dir: Annotated[Path, typer.Argument(help="Directory holding the run directories of a grid.")],
+    runs_dirs: Annotated[list[Path], typer.Argument(
+        help="Directories holding the run directories of a grid (one or more, like report/heatmap/curves).",
+        metavar="RUNS...")],
 ) -> None:
     """Show pending / running / finished / interrupted / failed runs, steps to threshold and errors.
 
-    Example: probes status runs/L200
+    Example: probes status runs/L50 runs/L200
     """
-    states = collect(runs_dir)
-    stdout_console().print(status_table(states, title=str(runs_dir)))
+    tables = [status_table(collect(d), title=str(d)) for d in runs_dirs]  # every directory checked first
+    out = stdout_console()
+    for table in tables:
+        out.print(table)

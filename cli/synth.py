@@ -19,8 +19,8 @@ from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 
 from .app import app
 from .common import (
+    PROGRESS_FIXED,
     console,
-    given,
     parse_params,
     progress_bar,
     run_label,
@@ -29,39 +29,46 @@ from .common import (
     step_metrics,
     validate_runs,
 )
+from .options import given_values, model_flags, warn_paper_scale_on_cpu
 
-# typer parameter name -> SweepSpec key (the config file uses the same keys as the flags)
-_SWEEP_KEYS = {
-    "length": "len", "order": "order", "task": "task", "models": "models", "grid": "grid", "lr": "lr",
-    "init": "init", "init_seed": "init_seed", "max_steps": "max_steps", "batch_size": "batch_size",
-    "eval_every": "eval_every", "eval_samples": "eval_samples", "n_train": "n_train", "threshold": "threshold",
-    "pool": "pool", "seed": "seed", "device": "device", "out": "out", "weight_decay": "weight_decay",
-    "warmup_steps": "warmup_steps", "report_to": "report_to",
-}
+# typer parameter -> SweepSpec field, where the names differ; every other SweepSpec field is a flag of the
+# same name (hand-declared below, or derived by cli/options.py), and every such flag is a config-file key
+_RENAME = {"length": "len"}
 
 
-def sweep_from_options(ctx: typer.Context, config: Path | None, options: dict[str, Any]) -> SweepSpec:
+def sweep_from_options(ctx: typer.Context, config: Path | None) -> SweepSpec:
     """The sweep a command line asks for: the config file's values, then every flag given explicitly; defaults
     apply only where neither says anything (so a file's value is never undone by a flag's default)."""
     file_values = load_sweep_file(config) if config is not None else {}
-    flags: dict[str, Any] = {}
-    for name, key in _SWEEP_KEYS.items():
-        # lr / init seed: only when typed, so that --grid (or the file) decides otherwise
-        if given(ctx, name) or (config is None and name not in ("lr", "init_seed")):
-            value = options[name]
-            flags[key] = str(value) if isinstance(value, Path) else value
-    if config is None or given(ctx, "no_early_stop"):
-        flags["early_stop"] = not options["no_early_stop"]
-    if options["param"]:
-        flags["param"] = {**file_values.get("param", {}), **parse_params(options["param"])}
+    flags = given_values(ctx, SweepSpec, rename=_RENAME, skip=("param",))
+    if ctx.params.get("param"):
+        flags["param"] = {**file_values.get("param", {}), **parse_params(ctx.params["param"])}
     spec = build_sweep(file_values, flags)
     if spec.init not in STRATEGIES:
         raise UserError(f"unknown init strategy {spec.init!r}; choose one of {', '.join(STRATEGIES)}")
     return spec
 
 
+def check_launch_options(launcher: str, *, slurm: dict[str, Any], **options: Any) -> None:
+    """``--dry-run``: the launch options are valid, as the launchers check them; a SLURM plan is checked
+    without asking for SLURM or submitit (a dry run on a laptop or a login node plans a cluster grid)."""
+    from probes.launch.dispatch import plan_launch
+
+    if launcher != "slurm":
+        plan_launch(launcher, slurm=slurm, **options)
+        return
+    from probes.launch.slurm import slurm_options
+
+    plan_launch("none", **{k: v for k, v in options.items() if k not in ("gpus", "threads", "wait")})
+    if options.get("gpus") is not None or options.get("threads") is not None:
+        raise UserError("--gpus and --threads need --launcher local")
+    if options.get("overwrite"):
+        raise UserError("--overwrite cannot be combined with --launcher")
+    slurm_options({k: v for k, v in slurm.items() if v is not None})
+
+
 def print_plan(runs: list[Any]) -> None:
-    """``--dry-run``: the runs a command would launch, whether each is new, resumable or finished, and the
+    """``--dry-run`` (after the task parameters and model names are checked): the runs a command would launch, whether each is new, resumable or finished, and the
     training settings they share (everything but lr and init seed, which the run names carry)."""
     from dataclasses import asdict
 
@@ -83,10 +90,12 @@ def print_plan(runs: list[Any]) -> None:
 
 
 @app.command("synth")
+@model_flags(SweepSpec, rename=_RENAME)
 def synth(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(
-        "--config", help="YAML file of options (keys = flag names, e.g. len: [50, 200]); flags given override it.",
+        "--config", help="YAML file of the experiment's options (keys = flag names, e.g. len: [50, 200]); flags "
+        "given override it. Run controls (Sweep, Launch, SLURM panels) are flags only.",
         rich_help_panel="Sweep")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned runs and exit; write nothing.",
                                           rich_help_panel="Sweep")] = False,
@@ -104,7 +113,6 @@ def synth(
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 100_000,
     n_train: Annotated[int, typer.Option(help="Training set size.")] = 1_000_000,
     threshold: Annotated[float, typer.Option(help="Early-stop held-out accuracy.")] = 0.95,
-    no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Train the full budget.")] = False,
     pool: Annotated[int | None, typer.Option(help="Context pool size (default 2·L).")] = None,
     seed: Annotated[int, typer.Option(help="Data seed (same data and order for every model).")] = 0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
@@ -115,8 +123,10 @@ def synth(
              "WANDB_MODE/WANDB_API_KEY), csv; files in RUN/tracking/. Launchers log each run when it ends.")] = "none",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder holding the run directories.")] = Path("runs"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).",
+                                         rich_help_panel="Sweep")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).",
+                                            rich_help_panel="Sweep")] = False,
     num_processes: Annotated[int, typer.Option(
         "--num-processes", help="Train each run on N processes (DDP: gloo on CPUs, NCCL on GPUs) through "
         "accelerate launch, each on its shard of the global --batch-size; = accelerate launch -m probes synth.",
@@ -150,6 +160,7 @@ def synth(
         rich_help_panel="SLURM")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="slurm: block until every job ended, then show the table.",
                                        rich_help_panel="SLURM")] = False,
+    **_fields: Any,  # the other SweepSpec fields as flags (cli/options.py); read through ctx.params
 ) -> None:
     """Train on the synthetic grounding task (or another probe task), recording per-position accuracy.
 
@@ -157,18 +168,12 @@ def synth(
     per model, length and order). Runs train one after another in this process by default; --launcher local
     spreads them over GPUs and --launcher slurm submits a job array; re-running the same command skips
     finished runs and resumes interrupted ones; follow a grid with `probes status OUT`. --config FILE.yaml sets
-    any option (keys = flag names); flags given on the command line override the file.
+    any option of the experiment (keys = the flag names of the Options panel); flags given on
+    the command line override the file.
 
     Example: probes synth --len 50,100,200 --order suffix,prefix --models pythia-tiny,mamba-tiny --grid --out runs/paper --dry-run
     """
-    options = {
-        "length": length, "order": order, "task": task, "models": models, "grid": grid, "lr": lr, "init": init,
-        "init_seed": init_seed, "max_steps": max_steps, "batch_size": batch_size, "eval_every": eval_every,
-        "eval_samples": eval_samples, "n_train": n_train, "threshold": threshold, "no_early_stop": no_early_stop,
-        "pool": pool, "seed": seed, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "param": param,
-        "device": device, "out": out, "report_to": report_to,
-    }
-    spec = sweep_from_options(ctx, config, options)
+    spec = sweep_from_options(ctx, config)
     from probes.synthetic.registry import build_task
 
     for length_value in spec.len:  # validate task parameters before any model is built
@@ -176,7 +181,12 @@ def synth(
             ts = spec.task_spec(length_value, order_value)
             build_task(ts.name, ts.params)
     runs = spec.plan()
+    slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
+             "cpus_per_task": cpus_per_task, "mem": mem, "array_parallelism": array_parallelism,
+             "job_name": job_name, "executor": slurm_executor}
     if dry_run:
+        validate_runs(spec.models, [], resume=False, overwrite=False)  # model names (a hub id: its config)
+        check_launch_options(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, overwrite=overwrite)
         print_plan(runs)
         return
     if stop_after is not None and stop_after < 1:
@@ -190,14 +200,12 @@ def synth(
     from probes.launch.dispatch import launch_grid, plan_launch
     from probes.launch.jobs import check_launchable
 
-    slurm = {"partition": partition, "time": time_limit, "gpus_per_task": gpus_per_task,
-             "cpus_per_task": cpus_per_task, "mem": mem, "array_parallelism": array_parallelism,
-             "job_name": job_name, "executor": slurm_executor}
     launch = plan_launch(launcher, gpus=gpus, threads=threads, slurm=slurm, wait=wait, resume=resume,
                          overwrite=overwrite)
     if launch is not None:
         validate_runs(spec.models, [], resume=False, overwrite=False)  # model names only: existing dirs resume
         check_launchable(runs)  # before any progress output; the launchers check again as library calls
+        warn_paper_scale_on_cpu(spec, ctx, config)  # after every check: an error stays the only line
         sigterm_as_interrupt()
         results = launch_grid(launch, runs, console=console, progress=progress_bar,
                               on_done=(lambda r: _mirror(r.run_dir, spec.report_to)) if spec.report_to else None)
@@ -218,6 +226,7 @@ def synth(
         if code:
             raise typer.Exit(code)
         return
+    warn_paper_scale_on_cpu(spec, ctx, config)  # after every check: an error stays the only line
     sigterm_as_interrupt()
     train_runs(runs, resume=resume, overwrite=overwrite, report_to=spec.report_to, stop_after=stop_after)
 
@@ -246,7 +255,8 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
     with progress_bar() as bar:
         for i, planned in enumerate(runs, 1):
             cfg = planned.config
-            job = bar.add_task(run_label(i, len(runs), cfg), total=cfg.train.max_steps, metrics="")
+            label = run_label(i, len(runs), cfg, width=max(20, console.width - PROGRESS_FIXED))
+            job = bar.add_task(label, total=cfg.train.max_steps, metrics="")
             mirror = RunMirror(planned.run_dir, report_to or [])
             every = min(cfg.train.train_log_every, cfg.train.eval_interval)
 
@@ -271,5 +281,6 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
             continue
         reached = f"reached {s['threshold']:.2f} at step {s['steps_to_threshold']}" if s["reached"] else "not reached"
         final = "n/a" if s.get("final_acc") is None else f"{s['final_acc']:.3f}"
-        console.print(f"{planned.run_dir}: {reached}; final held-out acc {final}; mamba path {s.get('mamba_path')}")
+        path = f"; mamba path {s['mamba_path']}" if s.get("mamba_path") else ""  # SSM runs only
+        console.print(f"{planned.run_dir}: {reached}; final held-out acc {final}{path}")
     return results

@@ -195,3 +195,69 @@ def test_select_and_best_lr_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 6 and all(line.startswith("error: --select ") for line in err)
     assert "unknown key 'colour'" in err[0] and "matches none of the 8 runs" in err[1]
+
+
+def test_unfinished_runs_are_left_out_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A running (or dead) run does not count in the medians unless asked for, and a warning line names it;
+    with --include-unfinished it counts and the report marks its state (a dead writer: `dead`)."""
+    grid = _grid(tmp_path)
+    write_run(grid, "pythia-L9-s3", ramp(2, 9, [30] * 9), init_seed=3, max_steps=200, status="running")
+    out = tmp_path / "rep"
+    assert _run(["report", str(grid), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: left out 1 unfinished run(s) (1 dead): pythia-L9-s3" in err
+    assert "pythia-L9-s3" not in (out / "report.csv").read_text()
+    assert _run(["report", str(grid), "--out", str(out), "--include-unfinished"]) == 0
+    assert "warning: including 1 unfinished run(s)" in capsys.readouterr().err
+    by_name = {r["run"]: r for r in csv.DictReader((out / "report.csv").open())}
+    assert by_name["pythia-L9-s3"]["status"] == "dead"
+    for cmd in ("heatmap", "curves"):
+        assert _run([cmd, str(grid), "--out", str(tmp_path / f"{cmd}.png")]) == 0
+        assert "left out 1 unfinished run(s)" in capsys.readouterr().err
+
+
+def test_a_live_writer_is_running_not_dead(tmp_path: Path) -> None:
+    import fcntl
+
+    from probes.analysis.rundir import load_run
+
+    run = write_run(tmp_path, "r", ramp(2, 3, [30] * 3), status="running")
+    with (run / ".writer.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert load_run(run).state == "running"
+    assert load_run(run).state == "dead"
+
+
+def test_only_unfinished_runs_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_run(tmp_path / "g", "r", ramp(2, 3, [30] * 3), status=None)
+    assert _run(["report", str(tmp_path / "g"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no finished run" in err[0] and "--include-unfinished" in err[0]
+
+
+def test_heatmap_says_which_lr_it_drew_and_what_it_left_out(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    grid = tmp_path / "g"
+    for seed in (0, 1):
+        write_run(grid, f"fast-s{seed}", ramp(20, 9, [3] * 9), lr=1e-4, init_seed=seed, max_steps=200)
+        write_run(grid, f"slow-s{seed}", ramp(20, 9, [30] * 9), lr=1e-5, init_seed=seed, max_steps=200)
+    assert _run(["heatmap", str(grid), "--out", str(tmp_path / "h.png")]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("heatmap: "))
+    assert "drew lr 0.0001 (2 run(s)" in line and "left out lr 1e-05 (not reached), 2 run(s)" in line
+    assert "fewest median steps" in line
+    assert _run(["curves", str(grid), "--best-lr", "--out", str(tmp_path / "c.png")]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("curves: "))
+    assert "drew lr 0.0001" in line and "left out lr 1e-05" in line
+
+
+def test_figures_default_to_the_ignored_out_folder() -> None:
+    from probes.cli import analysis
+
+    defaults = {name: analysis.__dict__[name].__defaults__ for name in ("heatmap", "curves", "report")}
+    for name, values in defaults.items():
+        paths = [v for v in values or () if isinstance(v, Path)]
+        assert paths and all(p.parts[0] == "out" for p in paths), (name, paths)
+    ignored = subprocess.run(["git", "check-ignore", "out/heatmap.png"], cwd=Path(__file__).parents[1],
+                             capture_output=True, text=True)
+    assert ignored.returncode == 0

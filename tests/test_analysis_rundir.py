@@ -214,16 +214,26 @@ def test_tidy_rows_one_per_eval_and_position(tmp_path: Path) -> None:
     )  # fmt: skip
     df = run.to_dataframe()
     assert len(df) == 3 * 4 and list(df.columns) == list(TIDY_COLUMNS)
-    assert df[["step", "position"]].values.tolist() == [[s, k] for s in (10, 20, 30) for k in range(4)]
-    np.testing.assert_allclose(df["accuracy"].to_numpy(), acc.reshape(-1))  # NaN stays NaN
-    row = df[(df.step == 20) & (df.position == 1)].iloc[0]
-    assert (row.frac_steps, row.samples_seen, row["count"], row.accuracy) == (0.5, 160, 100, 1.0)
+    # positions are 1-based (1 = first context token): per_position_acc[k] of a metrics line is position k + 1
+    assert df[["step", "position"]].values.tolist() == [[s, k + 1] for s in (10, 20, 30) for k in range(4)]
+    np.testing.assert_allclose(df["per_position_acc"].to_numpy(), acc.reshape(-1))  # NaN stays NaN
+    row = df[(df.step == 20) & (df.position == 2)].iloc[0]
+    assert (row.frac_steps, row.samples_seen, row.per_position_count, row.per_position_acc) == (0.5, 160, 100, 1.0)
+    assert row.heldout_acc == pytest.approx(run.heldout_acc[1])
     assert set(df.model) == {"m"} and set(df.kind) == {"ssm"} and set(df.order) == {"prefix"}
     assert set(df.lr) == {5e-5} and set(df.init_seed) == {2} and set(df.length) == {4}
-    assert run.to_records()[5] == df.iloc[5].to_dict() | {"accuracy": float(acc[1, 1])}
+    assert run.to_records()[5] == df.iloc[5].to_dict() | {"per_position_acc": float(acc[1, 1])}
 
 
 def test_tidy_rows_of_a_run_without_evaluations(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path, "r", np.zeros((0, 4)), status="running"))
     df = run.to_dataframe()
     assert df.empty and list(df.columns) == list(TIDY_COLUMNS)
+
+
+def test_load_run_of_a_grid_points_at_load_runs(tmp_path: Path) -> None:
+    write_run(tmp_path / "grid" / "L4", "r", ramp(2, 4, [1, 1, 1, 1]))
+    with pytest.raises(UserError, match=r"holds run directories, it is not one: use load_runs\(\[") as exc:
+        load_run(tmp_path / "grid")
+    assert "\n" not in str(exc.value)
+    assert len(load_runs([tmp_path / "grid"])) == 1

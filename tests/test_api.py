@@ -74,6 +74,10 @@ def test_readme_python_api_example_runs(
     run = probes.load_run(tmp_path / "runs" / "api-demo")
     df = run.to_dataframe()
     assert len(df) == 3 * 10 and sorted(set(df.step)) == [20, 40, 60]
-    np.testing.assert_allclose(df.accuracy.to_numpy(), run.accuracy.reshape(-1))
-    # the mean over balanced positions is the overall held-out accuracy of each evaluation
-    np.testing.assert_allclose(df.groupby("step").accuracy.mean().to_numpy(), run.heldout_acc, atol=1e-6)
+    np.testing.assert_allclose(df.per_position_acc.to_numpy(), run.accuracy.reshape(-1))
+    # the count-weighted mean over positions is the overall held-out accuracy of each evaluation
+    df["hits"] = df.per_position_acc * df.per_position_count
+    by_step = df.groupby("step")
+    weighted = (by_step.hits.sum() / by_step.per_position_count.sum()).to_numpy()
+    np.testing.assert_allclose(weighted, run.heldout_acc, atol=1e-6)
+    np.testing.assert_allclose(by_step.heldout_acc.first().to_numpy(), run.heldout_acc)

@@ -136,7 +136,22 @@ def test_progress_row_fits_80_columns_and_keeps_the_metric(monkeypatch: pytest.M
 def test_run_label_is_short() -> None:
     spec = SweepSpec(models=["EleutherAI/pythia-1.4b"], len=[200], order=["prefix"], lr=[5e-5], init_seed=[2])
     cfg = spec.plan()[0].config
-    assert common.run_label(3, 108, cfg) == "[3/108] pythia-1.4b L200 pre 5e-05 s2"
+    assert common.run_label(3, 108, cfg) == "[3/108] pythia-1.4b L200 pre 5e-5 s2"
+    assert [common.short_lr(x) for x in (1e-4, 5e-5, 2.5e-4, 1e-3, 0.01)] == ["1e-4", "5e-5", "2.5e-4", "1e-3", "0.01"]
+
+
+@pytest.mark.parametrize("model", ["pythia-tiny", "EleutherAI/pythia-1.4b", "/data/a-very-long-local-model-dir"])
+def test_progress_label_keeps_lr_and_seed_at_80_columns(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns and the paper's 78,000 steps the model name is shortened, never the lr (`0.00…`)."""
+    monkeypatch.setattr(common, "console", Console(file=io.StringIO(), width=80, color_system=None))
+    cfg = SweepSpec(models=[model], len=[200], order=["prefix"], lr=[1e-4], init_seed=[2]).plan()[0].config
+    bar = common.progress_bar()
+    job = bar.add_task(common.run_label(107, 108, cfg, width=80 - common.PROGRESS_FIXED), total=78000)
+    bar.update(job, completed=12345, metrics="acc 0.953 loss 0.124")
+    render = io.StringIO()
+    Console(file=render, width=80, force_terminal=False, color_system=None).print(bar.make_tasks_table(bar.tasks))
+    (line,) = [ln for ln in render.getvalue().splitlines() if ln.strip()]
+    assert " L200 pre 1e-4 s2 " in line and line.rstrip().endswith("acc 0.953 loss 0.124"), line
 
 
 def test_unknown_hub_name_fails_fast_without_network(monkeypatch: pytest.MonkeyPatch) -> None:

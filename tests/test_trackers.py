@@ -34,12 +34,12 @@ def _evals(run: Path) -> list[dict]:
 
 def test_csv_mirrors_every_eval(run_dir: Path) -> None:
     rows = list(csv.DictReader((run_dir / "tracking" / "metrics.csv").open()))
-    acc = {int(r["step"]): float(r["value"]) for r in rows if r["key"] == "eval/acc"}
+    acc = {int(r["step"]): float(r["value"]) for r in rows if r["key"] == "heldout_acc"}
     evals = _evals(run_dir)
     assert acc == {e["step"]: pytest.approx(e["heldout_acc"]) for e in evals}
-    per_pos = [r for r in rows if r["key"].startswith("per_position/") and int(r["step"]) == evals[-1]["step"]]
+    per_pos = [r for r in rows if r["key"].startswith("per_position_acc/") and int(r["step"]) == evals[-1]["step"]]
     assert len(per_pos) == 4
-    assert any(r["key"] == "train/loss" for r in rows)
+    assert any(r["key"] == "train_loss" for r in rows)
 
 
 def test_tensorboard_has_scalars_and_the_per_position_image(run_dir: Path) -> None:
@@ -48,9 +48,9 @@ def test_tensorboard_has_scalars_and_the_per_position_image(run_dir: Path) -> No
     (events,) = [p for p in (run_dir / "tracking" / "tensorboard").glob("events.out.tfevents.*")]
     acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
-    steps = [e.step for e in acc.Scalars("eval/acc")]
+    steps = [e.step for e in acc.Scalars("heldout_acc")]
     assert steps == [e["step"] for e in _evals(run_dir)]
-    images = acc.Images("eval/per_position")
+    images = acc.Images("per_position_acc")
     assert [i.step for i in images] == steps and images[-1].width > 0
 
 
@@ -118,4 +118,43 @@ def test_vlm_train_reports_to_csv(tmp_path: Path) -> None:
     assert done.value.code in (0, None)
     rows = list(csv.DictReader((out / "tracking" / "metrics.csv").open()))
     losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [float(r["value"]) for r in rows if r["key"] == "train/loss"] == pytest.approx(losses)
+    assert [float(r["value"]) for r in rows if r["key"] == "train_loss"] == pytest.approx(losses)
+
+
+def test_one_vocabulary_and_one_position_convention(run_dir: Path) -> None:
+    """jsonl, trackers and the dataframe use the same metric names, and position P (1-based) is the same
+    number everywhere: ``per_position_acc[P-1]`` of a metrics line = tag ``per_position_acc/P`` = dataframe
+    row ``position == P``; the dataframe's held-out accuracy is the count-weighted mean of its positions."""
+    from probes.analysis.rundir import load_run
+
+    rows = list(csv.DictReader((run_dir / "tracking" / "metrics.csv").open()))
+    last = _evals(run_dir)[-1]
+    tags = {r["key"]: float(r["value"]) for r in rows if int(r["step"]) == last["step"]}
+    df = load_run(run_dir).to_dataframe()
+    at = df[df.step == last["step"]]
+    for p in range(1, 5):
+        jsonl = last["per_position_acc"][p - 1]
+        assert tags[f"per_position_acc/{p}"] == pytest.approx(jsonl)
+        assert at[at.position == p].per_position_acc.item() == pytest.approx(jsonl)
+    assert {"heldout_acc", "heldout_loss", "train_loss", "lr"} <= {r["key"] for r in rows}
+    assert at.heldout_acc.iloc[0] == pytest.approx(last["heldout_acc"])
+    assert at.heldout_loss.iloc[0] == pytest.approx(last["heldout_loss"])
+    weighted = (at.per_position_acc * at.per_position_count).sum() / at.per_position_count.sum()
+    assert weighted == pytest.approx(last["heldout_acc"])
+    train = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    before = [t["loss"] for t in train if t["kind"] == "train" and t["step"] <= last["step"]]
+    assert at.train_loss.iloc[0] == pytest.approx(before[-1])
+
+
+def test_tensorboard_is_one_run_with_hparams(run_dir: Path) -> None:
+    """One TensorBoard run per probe run (no second run, no folder holding only hparams.yml), and the run
+    config in the same event file as the scalars, so the HParams tab shows it beside heldout_acc."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = run_dir / "tracking" / "tensorboard"
+    assert [p for p in tb.iterdir() if p.is_dir()] == []
+    (events,) = list(tb.glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.PluginTagToContent("hparams"))
+    assert "heldout_acc" in acc.Tags()["scalars"]

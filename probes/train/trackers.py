@@ -1,9 +1,14 @@
 """Experiment trackers (``--report-to tensorboard,wandb,csv``) through accelerate's tracker classes.
 
 ``metrics.jsonl`` stays the canonical record of a run; trackers *mirror* it. :class:`RunMirror` reads the
-complete lines a run appended since the last sync and logs them: train loss and lr, held-out loss and
-accuracy, per-position accuracy as scalars (``per_position/k``) and, for TensorBoard and W&B, the
-per-position matrix so far (target position × evaluation, the paper's Fig. 7 heatmap) as an image. Because
+complete lines a run appended since the last sync and logs them under the ``metrics.jsonl`` names
+(docs/CONTRACTS.md, "One vocabulary"): ``train_loss``, ``lr``, ``heldout_acc``, ``heldout_loss``, per-position
+accuracy as ``per_position_acc/P`` with 1-based target positions P (``per_position_acc[P-1]`` of the line)
+and, for TensorBoard and W&B, the per-position matrix so far (target position × evaluation, the paper's
+Fig. 7 heatmap) as the image ``per_position_acc``. TensorBoard: one TensorBoard run per probe run
+(``RUN/tracking/tensorboard/``) with the run config in its HParams tab. CSV (``RUN/tracking/metrics.csv``):
+long format, one row per logged scalar ``step,key,value`` (pivot with
+``pandas.read_csv(f).pivot_table(index="step", columns="key", values="value")`` for one row per step). Because
 the mirror only reads the run directory, it works the same for a fresh run, a resumed one (a resumed run
 re-logs its earlier lines; TensorBoard overlays equal steps) and after the fact.
 
@@ -50,7 +55,8 @@ def _importable(module: str) -> bool:
 
 
 class CSVTracker:
-    """A tidy CSV (step, key, value), one row per logged scalar: readable by any tool, no dependency."""
+    """A long CSV (step, key, value), one row per logged scalar: it can be appended to on resume without
+    rewriting, is readable by any tool and needs no dependency (a pivot gives one row per step)."""
 
     name = "csv"
 
@@ -92,6 +98,25 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _tensorboard_tracker(root: Path) -> Any:
+    """accelerate's TensorBoard tracker, but the hyperparameters go into the run's own event file (its
+    ``add_hparams`` writes them as a second, empty run plus a folder holding only ``hparams.yml``), with the
+    held-out metrics named so that TensorBoard's HParams tab shows them beside the config."""
+    from accelerate.tracking import TensorBoardTracker
+
+    class RunTensorBoard(TensorBoardTracker):
+        def store_init_configuration(self, values: dict[str, Any]) -> None:
+            from torch.utils.tensorboard.summary import hparams
+
+            for summary in hparams(values, {"heldout_acc": 0.0, "heldout_loss": 0.0}):
+                self.writer.file_writer.add_summary(summary)
+            self.writer.flush()
+
+    tracker = RunTensorBoard("tensorboard", str(root))
+    tracker.start()
+    return tracker
+
+
 def make_trackers(kinds: list[str], run_dir: Path, run_name: str, config: dict[str, Any]) -> list[Any]:
     """Started trackers for one run, their files under ``run_dir/tracking/``."""
     trackers: list[Any] = []
@@ -100,10 +125,7 @@ def make_trackers(kinds: list[str], run_dir: Path, run_name: str, config: dict[s
         if kind == "csv":
             tracker: Any = CSVTracker(root)
         elif kind == "tensorboard":
-            from accelerate.tracking import TensorBoardTracker
-
-            tracker = TensorBoardTracker("tensorboard", str(root))
-            tracker.start()
+            tracker = _tensorboard_tracker(root)
         else:
             from accelerate.tracking import WandBTracker
 
@@ -184,11 +206,11 @@ class RunMirror:
     def _log(self, record: dict[str, Any]) -> None:
         step = int(record.get("step", 0))
         if record.get("kind") == "train":
-            values = {"train/loss": record.get("loss"), "train/lr": record.get("lr")}
+            values = {"train_loss": record.get("loss"), "lr": record.get("lr")}
         elif record.get("kind") == "eval":
-            values = {"eval/acc": record.get("heldout_acc"), "eval/loss": record.get("heldout_loss")}
+            values = {"heldout_acc": record.get("heldout_acc"), "heldout_loss": record.get("heldout_loss")}
             per_pos = record.get("per_position_acc") or []
-            values |= {f"per_position/{k + 1}": v for k, v in enumerate(per_pos)}
+            values |= {f"per_position_acc/{k + 1}": v for k, v in enumerate(per_pos)}  # 1-based positions
             self.rows.append(list(per_pos))
         else:
             return
@@ -199,9 +221,9 @@ class RunMirror:
             image = per_position_image(self.rows)
             for tracker in self.trackers or []:
                 if tracker.name == "tensorboard":  # accelerate calls add_images: a batch of one
-                    tracker.log_images({"eval/per_position": image[None]}, step=step, dataformats="NHWC")
+                    tracker.log_images({"per_position_acc": image[None]}, step=step, dataformats="NHWC")
                 elif tracker.name == "wandb":
-                    tracker.log_images({"eval/per_position": [image]}, step=step)
+                    tracker.log_images({"per_position_acc": [image]}, step=step)
 
     def finish(self) -> None:
         self.sync()
