@@ -14,7 +14,7 @@ from probes.io import atomic_write_json
 from .app import app
 from .common import console, progress_bar, stdout_console
 
-bench_app = typer.Typer(help="Benchmarks: generator, training step, eval head, length scaling, Mamba paths, pruning.",
+bench_app = typer.Typer(help="Benchmarks: generator, training step, eval head, length scaling, Mamba paths, Triton scan configurations, pruning.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

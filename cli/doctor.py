@@ -23,9 +23,11 @@ def doctor(
     device: str = typer.Option("auto", "--device", help="auto (cuda if available), cpu or cuda"),
     json_path: Path | None = typer.Option(None, "--json", help="also save the report to this JSON file"),
 ) -> None:
-    """Check what this machine will run: versions, device, which Mamba scan paths exist and pass their
-    self-check, the path a run would use, and whether bf16, fused AdamW and SDPA kernels work here. Run it
-    first on a new GPU, and paste its output into a bug report.
+    """Check what this machine will run (versions, device, Mamba paths, GPU fast paths).
+
+    Prints which Mamba scan paths exist and pass their self-check, the path a run would use, and whether
+    bf16, fused AdamW and SDPA kernels work here. Run it first on a new GPU, and paste its output into a bug
+    report.
 
     Example: probes doctor --json doctor.json
     """
