@@ -22,4 +22,5 @@ def status(
     Example: probes status runs/L200
     """
     states = collect(runs_dir)
-    stdout_console().print(status_table(states, title=str(runs_dir)))
+    out = stdout_console()
+    out.print(status_table(states, title=str(runs_dir), width=out.width))

@@ -8,6 +8,8 @@ is implied and ``--overwrite`` refused with them; the logic lives in :mod:`probe
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +17,7 @@ import typer
 
 from probes.errors import UserError
 from probes.models.resize import STRATEGIES
+from probes.train.progress import PlainLog
 from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 
 from .app import app
@@ -36,7 +39,9 @@ _SWEEP_KEYS = {
     "init": "init", "init_seed": "init_seed", "max_steps": "max_steps", "batch_size": "batch_size",
     "eval_every": "eval_every", "eval_samples": "eval_samples", "n_train": "n_train", "threshold": "threshold",
     "pool": "pool", "seed": "seed", "device": "device", "out": "out", "weight_decay": "weight_decay",
-    "warmup_steps": "warmup_steps", "report_to": "report_to",
+    "warmup_steps": "warmup_steps", "report_to": "report_to", "save_every": "save_every",
+    "save_total_limit": "save_total_limit", "save_final": "save_final",
+    "gradient_accumulation_steps": "gradient_accumulation_steps", "gradient_checkpointing": "gradient_checkpointing",
 }
 
 
@@ -117,6 +122,21 @@ def synth(
     out: Annotated[Path, typer.Option(help="Folder holding the run directories.")] = Path("runs"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue existing runs exactly (implied by a launcher).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing runs (not with a launcher).")] = False,
+    save_every: Annotated[int | None, typer.Option(
+        help="Checkpoint every N steps (HF save_steps; default: at every evaluation).",
+        rich_help_panel="Paper scale")] = None,
+    save_total_limit: Annotated[int, typer.Option(
+        help="Checkpoints kept per run (HF save_total_limit); 1 keeps no older one to fall back to.",
+        rich_help_panel="Paper scale")] = 2,
+    save_final: Annotated[bool, typer.Option(
+        "--save-final/--no-save-final", help="Keep the final checkpoint of a finished run (--no-save-final: "
+        "metrics only; checkpoints are removed when the run finishes).", rich_help_panel="Paper scale")] = True,
+    gradient_accumulation_steps: Annotated[int, typer.Option(
+        help="Micro-batches per step (accelerate); the global batch stays --batch-size.",
+        rich_help_panel="Paper scale")] = 1,
+    gradient_checkpointing: Annotated[bool, typer.Option(
+        "--gradient-checkpointing", help="Recompute activations in backward (transformers' "
+        "gradient_checkpointing_enable): less memory, ~1/3 more compute.", rich_help_panel="Paper scale")] = False,
     num_processes: Annotated[int, typer.Option(
         "--num-processes", help="Train each run on N processes (DDP: gloo on CPUs, NCCL on GPUs) through "
         "accelerate launch, each on its shard of the global --batch-size; = accelerate launch -m probes synth.",
@@ -166,7 +186,9 @@ def synth(
         "init_seed": init_seed, "max_steps": max_steps, "batch_size": batch_size, "eval_every": eval_every,
         "eval_samples": eval_samples, "n_train": n_train, "threshold": threshold, "no_early_stop": no_early_stop,
         "pool": pool, "seed": seed, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "param": param,
-        "device": device, "out": out, "report_to": report_to,
+        "device": device, "out": out, "report_to": report_to, "save_every": save_every,
+        "save_total_limit": save_total_limit, "save_final": save_final,
+        "gradient_accumulation_steps": gradient_accumulation_steps, "gradient_checkpointing": gradient_checkpointing,
     }
     spec = sweep_from_options(ctx, config, options)
     from probes.synthetic.registry import build_task
@@ -243,16 +265,22 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
         return [(p, run(p.config, p.run_dir, resume=resume, overwrite=overwrite, stop_after=stop_after))
                 for p in runs]
     results = []
-    with progress_bar() as bar:
+    plain = not (sys.stdout.isatty() and sys.stderr.isatty())
+    with contextlib.nullcontext() if plain else progress_bar() as bar:
         for i, planned in enumerate(runs, 1):
             cfg = planned.config
-            job = bar.add_task(run_label(i, len(runs), cfg), total=cfg.train.max_steps, metrics="")
+            label = run_label(i, len(runs), cfg)
+            job = None if bar is None else bar.add_task(label, total=cfg.train.max_steps, metrics="")
             mirror = RunMirror(planned.run_dir, report_to or [])
             every = min(cfg.train.train_log_every, cfg.train.eval_interval)
+            log = PlainLog(label, cfg.train.max_steps, step_metrics) if plain else None
 
-            def on_step(step: int, info: dict[str, Any], job: int = job, mirror: RunMirror = mirror,
-                        every: int = every) -> None:
-                bar.update(job, completed=step, metrics=step_metrics(info))
+            def on_step(step: int, info: dict[str, Any], job: Any = job, mirror: RunMirror = mirror,
+                        every: int = every, log: PlainLog | None = log) -> None:
+                if log is not None:
+                    log.step(step, info)
+                else:
+                    bar.update(job, completed=step, metrics=step_metrics(info))
                 if step % every == 0:
                     mirror.sync()
 
@@ -261,8 +289,10 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
                               stop_after=stop_after)
             finally:
                 mirror.finish()
-            stopped = summary["status"] == "stopped"  # a full bar only for runs that ended
-            bar.update(job, completed=summary["steps_done"], total=cfg.train.max_steps if stopped else summary["steps_done"])
+            if bar is not None:
+                stopped = summary["status"] == "stopped"  # a full bar only for runs that ended
+                bar.update(job, completed=summary["steps_done"],
+                           total=cfg.train.max_steps if stopped else summary["steps_done"])
             results.append((planned, summary))
     for planned, s in results:
         if s["status"] == "stopped":

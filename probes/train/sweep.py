@@ -60,6 +60,11 @@ class SweepSpec(BaseModel):
     train_log_every: int = _TRAIN.train_log_every
     device: str = _TRAIN.device
     verify_disjoint: bool = _TRAIN.verify_disjoint
+    save_every: int | None = _TRAIN.save_every
+    save_total_limit: int = _TRAIN.save_total_limit
+    save_final: bool = _TRAIN.save_final
+    gradient_accumulation_steps: int = _TRAIN.gradient_accumulation_steps
+    gradient_checkpointing: bool = _TRAIN.gradient_checkpointing
 
     @field_validator(*_LIST_KEYS, mode="before")
     @classmethod
