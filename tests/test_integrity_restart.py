@@ -143,6 +143,8 @@ def test_local_launcher_restarts_a_run_without_checkpoint(
     second = probes(launch)
     assert second.returncode == 0, second.stderr
     assert metrics(run_dir) == metrics(reference)
+    log = (run_dir / "worker.log").read_text()  # the worker's plain progress: one line per evaluation
+    assert [ln.split("  ")[1] for ln in log.splitlines() if " eta " in ln] == ["2/6 33%", "4/6 67%", "6/6 100%"]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
 
 

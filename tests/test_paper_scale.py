@@ -205,3 +205,22 @@ def test_without_a_terminal_progress_is_one_plain_line_per_evaluation(tmp_path: 
     assert " acc " in rows[0] and " loss " in rows[0]
     assert rows[-1].split("  ")[1] == "6/6 100%" and rows[-1].split("  ")[2].endswith("eta 0:00:00")
     assert all(len(ln) <= 90 for ln in rows)
+
+
+def test_rotation_keeps_the_newest_k_and_shrinks_when_k_drops(tmp_path: Path) -> None:
+    """checkpoint.finish with save_total_limit K: newest first under checkpoint, checkpoint.old, checkpoint.old2;
+    a smaller K on a later save (a resume with --save-total-limit 1) deletes the older ones after the new one is in."""
+    from probes.train.checkpoint import begin, candidates, finish
+
+    def save(step: int, keep: int) -> None:
+        new = begin(tmp_path)
+        (new / "w.bin").write_bytes(bytes(step))
+        finish(tmp_path, {"step": step}, keep)
+
+    for step in (1, 2, 3, 4):
+        save(step, keep=3)
+    assert [(p.name, verify(p)[0]["step"]) for p in candidates(tmp_path)] == [
+        ("checkpoint", 4), ("checkpoint.old", 3), ("checkpoint.old2", 2)]
+    save(5, keep=1)
+    assert [(p.name, verify(p)[0]["step"]) for p in candidates(tmp_path)] == [("checkpoint", 5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
