@@ -170,6 +170,8 @@ def test_vlm_train_restarts_a_run_without_checkpoint(tmp_path: Path, fault_path:
     out = tmp_path / "part"
     first = probes([*args, "--out", str(out)], fault, fault_path)
     assert first.returncode != 0 and not (out / "checkpoint").exists()
+    if fault == "kill-in-first-checkpoint":  # killed in the middle of the write, not failed before it
+        assert first.returncode == -signal.SIGKILL and (out / "checkpoint.new" / "model.safetensors").is_file()
     assert (out / "config.json").is_file() and resume_point(out).action == RESTART
     again = probes([*args, "--out", str(out)])
     assert again.returncode == 0, again.stderr
