@@ -135,8 +135,9 @@ def synth(
         help="Micro-batches per step (accelerate); the global batch stays --batch-size.",
         rich_help_panel="Paper scale")] = 1,
     gradient_checkpointing: Annotated[bool, typer.Option(
-        "--gradient-checkpointing", help="Recompute activations in backward (transformers' "
-        "gradient_checkpointing_enable): less memory, ~1/3 more compute.", rich_help_panel="Paper scale")] = False,
+        "--gradient-checkpointing", help="Recompute activations in backward through the model's own "
+        "transformers support: less activation memory, one more forward per step.",
+        rich_help_panel="Paper scale")] = False,
     num_processes: Annotated[int, typer.Option(
         "--num-processes", help="Train each run on N processes (DDP: gloo on CPUs, NCCL on GPUs) through "
         "accelerate launch, each on its shard of the global --batch-size; = accelerate launch -m probes synth.",
