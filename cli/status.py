@@ -23,7 +23,7 @@ def status(
 
     Example: probes status runs/L50 runs/L200
     """
-    tables = [status_table(collect(d), title=str(d)) for d in runs_dirs]  # every directory checked first
     out = stdout_console()
+    tables = [status_table(collect(d), title=str(d), width=out.width) for d in runs_dirs]  # every directory checked first
     for table in tables:
         out.print(table)

@@ -8,6 +8,8 @@ is implied and ``--overwrite`` refused with them; the logic lives in :mod:`probe
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +17,7 @@ import typer
 
 from probes.errors import UserError
 from probes.models.resize import STRATEGIES
+from probes.train.progress import PlainLog
 from probes.train.sweep import SweepSpec, build_sweep, load_sweep_file
 
 from .app import app
@@ -252,17 +255,22 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
         return [(p, run(p.config, p.run_dir, resume=resume, overwrite=overwrite, stop_after=stop_after))
                 for p in runs]
     results = []
-    with progress_bar() as bar:
+    plain = not (sys.stdout.isatty() and sys.stderr.isatty())
+    with contextlib.nullcontext() if plain else progress_bar() as bar:
         for i, planned in enumerate(runs, 1):
             cfg = planned.config
             label = run_label(i, len(runs), cfg, width=max(20, console.width - PROGRESS_FIXED))
-            job = bar.add_task(label, total=cfg.train.max_steps, metrics="")
+            job = None if bar is None else bar.add_task(label, total=cfg.train.max_steps, metrics="")
             mirror = RunMirror(planned.run_dir, report_to or [])
             every = min(cfg.train.train_log_every, cfg.train.eval_interval)
+            log = PlainLog(label, cfg.train.max_steps, step_metrics) if plain else None
 
-            def on_step(step: int, info: dict[str, Any], job: int = job, mirror: RunMirror = mirror,
-                        every: int = every) -> None:
-                bar.update(job, completed=step, metrics=step_metrics(info))
+            def on_step(step: int, info: dict[str, Any], job: Any = job, mirror: RunMirror = mirror,
+                        every: int = every, log: PlainLog | None = log) -> None:
+                if log is not None:
+                    log.step(step, info)
+                else:
+                    bar.update(job, completed=step, metrics=step_metrics(info))
                 if step % every == 0:
                     mirror.sync()
 
@@ -271,8 +279,10 @@ def train_runs(runs: list[Any], *, resume: bool, overwrite: bool, report_to: lis
                               stop_after=stop_after)
             finally:
                 mirror.finish()
-            stopped = summary["status"] == "stopped"  # a full bar only for runs that ended
-            bar.update(job, completed=summary["steps_done"], total=cfg.train.max_steps if stopped else summary["steps_done"])
+            if bar is not None:
+                stopped = summary["status"] == "stopped"  # a full bar only for runs that ended
+                bar.update(job, completed=summary["steps_done"],
+                           total=cfg.train.max_steps if stopped else summary["steps_done"])
             results.append((planned, summary))
     for planned, s in results:
         if s["status"] == "stopped":

@@ -75,7 +75,7 @@ def test_local_queue_runs_grid_reports_failure_and_skips_finished(tmp_path):
 
     out = status_output(tmp_path)
     assert out.returncode == 0, out.stderr
-    lines = {ln.split()[1]: ln for ln in out.stdout.splitlines() if "pythia-tiny-" in ln or "no-such-model-" in ln}
+    lines = {ln.split()[0]: ln for ln in out.stdout.splitlines() if "pythia-tiny-" in ln or "no-such-model-" in ln}
     assert len(lines) == 3
     assert sum("finished" in ln for ln in lines.values()) == 2
     assert any("failed" in ln and "no-such-model" in ln for ln in lines.values())
@@ -231,7 +231,7 @@ def ended(stderr: str, status: str) -> list[str]:
 def status_rows(out: Path) -> dict[str, str]:
     proc = status_output(out)
     assert proc.returncode == 0, proc.stderr
-    return {ln.split()[1]: ln for ln in proc.stdout.splitlines() if "pythia-tiny-" in ln}
+    return {ln.split()[0]: ln for ln in proc.stdout.splitlines() if "pythia-tiny-" in ln}
 
 
 @pytest.mark.slow
@@ -369,3 +369,25 @@ def test_cli_launch_refuses_a_run_dir_holding_another_config(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a run with a different configuration" in err
     assert not spec_path(planned.run_dir).exists()
+
+
+def test_status_table_at_80_columns_keeps_whole_run_names():
+    """The launcher's final table and `probes status` at 80 columns: a long run name is wrapped after a `-`,
+    never cut, so its lr and init seed stay visible, and no line is wider than 80."""
+    from rich.console import Console
+
+    from probes.launch.status import RunState, status_table
+
+    names = ["EleutherAI_pythia-1.4b-grounding-L200-prefix-lr1e-05-normal1",
+             "state-spaces_mamba-1.4b-hf-grounding-L50-suffix-lr0.0001-mean2"]
+    states = [RunState(names[0], "interrupted", 780, 78000, None, 0.31, "--resume continues from step 780"),
+              RunState(names[1], "finished", 78000, 78000, 4680, 0.953, "reached 0.95 at step 4680")]
+    console = Console(width=80, record=True)
+    with console.capture() as cap:
+        console.print(status_table(states, width=console.width))
+    lines = cap.get().splitlines()
+    assert max(len(ln.rstrip()) for ln in lines) <= 80
+    name_column = "".join(ln[: ln.index("interrupted")] if "interrupted" in ln else ln.split("  ")[0]
+                          for ln in lines[3:]).replace(" ", "")
+    assert all(n in name_column for n in names), name_column
+    assert "78000/78000" in cap.get() and "0.953" in cap.get()

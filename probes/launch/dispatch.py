@@ -126,7 +126,7 @@ def launch_grid(
                 results: list[RunResult] | None = launch_local(runs, plan.devices, threads=plan.threads,
                                                                on_event=on_event)
         except KeyboardInterrupt:  # the workers are stopped and their runs checkpointed by now
-            console.print(status_table([read_state(p.run_dir) for p in runs]))
+            console.print(status_table([read_state(p.run_dir) for p in runs], width=console.width))
             console.print("interrupted: run the same command again to resume the unfinished runs")
             raise
     elif plan.launcher == "slurm":
@@ -152,7 +152,7 @@ def launch_grid(
     else:
         raise UserError(f"unknown launcher {plan.launcher!r}: use local or slurm")
     if results is not None:
-        console.print(status_table([read_state(p.run_dir) for p in runs]))
+        console.print(status_table([read_state(p.run_dir) for p in runs], width=console.width))
     return results
 
 

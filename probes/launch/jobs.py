@@ -2,8 +2,8 @@
 
 A job is a run directory plus its :class:`RunConfig`. Before a job starts, :func:`decide` looks at what the
 run directory already holds: a finished run is skipped, a run with a checkpoint is resumed exactly, a run
-that started but never checkpointed is restarted, an empty or missing directory is started fresh. The
-launch spec (config and run directory) lives beside the run directories in ``RUNS_DIR/.launch/NAME.json``
+that started but never checkpointed starts again from step 0 (the rule of ``--resume``), an empty or missing
+directory is started fresh. The launch spec (config and run directory) lives beside the run directories in ``RUNS_DIR/.launch/NAME.json``
 and not inside the run directory: the trainer only starts in an empty directory, and an empty directory is
 also how ``probes status`` shows a run that is planned but not started.
 
@@ -31,7 +31,8 @@ from probes.errors import UserError
 from probes.io import atomic_write_json, ensure_writable_dir
 from probes.runfiles import CONFIG, SUMMARY
 from probes.train import layout
-from probes.train.config import run_config_from_dict
+from probes.train.checkpoint import FRESH, RESTART, resume_point
+from probes.train.config import config_changes, run_config_from_dict
 from probes.train.grid import PlannedRun
 from probes.train.lock import RunLocked, lock_state
 
@@ -44,7 +45,7 @@ BUSY_EXIT = 3  # worker exit code: another process holds the run (probes.launch.
 class Action(str, enum.Enum):
     SKIP = "skip"  # finished
     RESUME = "resume"  # has a checkpoint
-    RESTART = "restart"  # started, no checkpoint: nothing worth keeping
+    RESTART = "restart"  # started, no checkpoint: starts again from step 0, same config
     FRESH = "fresh"  # empty or missing directory
 
 
@@ -108,24 +109,23 @@ def is_running(run_dir: Path) -> bool:
     return False
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    return layout.has_checkpoint(run_dir)
-
-
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The summary, or None when it is missing or not a JSON object (a garbage file is no summary)."""
     return layout.read_json_or_none(run_dir / SUMMARY)
 
 
 def decide(run_dir: Path) -> Action:
+    """The re-launch rule: finished runs are skipped; otherwise the resume rule every entry point shares
+    (:func:`probes.train.checkpoint.resume_point`) says whether the run continues from a checkpoint, starts
+    again from step 0 (started, no checkpoint) or starts fresh. A run whose checkpoints all fail verification
+    counts as RESUME: the trainer refuses it with one line naming what is wrong."""
     summary = read_summary(run_dir)
     if summary is not None and summary.get("status") == "finished":
         return Action.SKIP
-    if has_checkpoint(run_dir):
-        return Action.RESUME
-    if layout.has_content(run_dir):  # the writer lock file alone is not content
-        return Action.RESTART
-    return Action.FRESH
+    action = resume_point(run_dir).action
+    if action == FRESH:
+        return Action.FRESH
+    return Action.RESTART if action == RESTART else Action.RESUME
 
 
 def check_launchable(runs: list[PlannedRun]) -> None:
@@ -147,13 +147,11 @@ def check_launchable(runs: list[PlannedRun]) -> None:
         if saved.is_file():
             data = layout.read_json_or_none(saved)
             try:
-                same = data is not None and run_config_from_dict(data) == p.config
+                same = data is not None and run_config_from_dict(data) is not None and not config_changes(data, p.config)
             except UserError:
                 same = False
             if not same:
-                diffs = "" if data is None else "; ".join(
-                    layout.config_differences(data, p.config.to_dict(), ignore=("model.family", "model.n_params"))
-                )
+                diffs = "" if data is None else "; ".join(config_changes(data, p.config))
                 raise UserError(
                     f"{p.run_dir} holds a run with a different configuration"
                     f"{f' ({diffs})' if diffs else ' (its config.json is unreadable)'}; delete it or choose another --out"
@@ -221,8 +219,8 @@ def execute(
             return read_summary(run_dir) or {}
         try:
             cfg = run_config_from_dict(config)
-            return run(cfg, run_dir, resume=action is Action.RESUME, overwrite=action is Action.RESTART,
-                       on_step=on_step)
+            # RESTART goes through the same --resume rule as `probes synth --resume` (probes.train.rundir)
+            return run(cfg, run_dir, resume=action is not Action.FRESH, on_step=on_step)
         except RunLocked:  # another writer (e.g. a `probes synth` without launcher) owns it: touch nothing
             raise
         except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from typing import IO
 
 from probes.errors import UserError
 from probes.io import atomic_write_text
+from probes.train.checkpoint import resume_point
 from probes.train.grid import PlannedRun
 
 from .jobs import (
@@ -195,7 +196,7 @@ def _finish(job: _Active) -> RunResult:
     if rc == BUSY_EXIT:  # another process runs it: its directory is not ours to touch
         return _busy_or_skipped(run_dir) if is_running(run_dir) else result_of(run_dir)
     if rc < 0:
-        status = "interrupted" if decide(run_dir) is Action.RESUME else "failed"
+        status = "interrupted" if resume_point(run_dir).resumable else "failed"
         mark_failed(run_dir, f"worker killed by signal {_signal_name(-rc)}", status=status)
     elif rc != 0:
         mark_failed(run_dir, (last_error_line(text) or f"worker exited with {rc}").removeprefix("error: "))

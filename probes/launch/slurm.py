@@ -17,6 +17,7 @@ from typing import Any
 
 from probes.errors import UserError
 from probes.train.grid import PlannedRun
+from probes.train.progress import PlainLog
 
 from .jobs import (
     LAUNCH_DIR,
@@ -161,7 +162,8 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
             torch.set_num_threads(self.threads)
         try:
-            return execute(run_dir, config, sigterm_interrupts=False)
+            log = PlainLog(Path(run_dir).name, int(config.get("train", {}).get("max_steps", 0)) or 1)
+            return execute(run_dir, config, sigterm_interrupts=False, on_step=log.step)  # a line per evaluation
         except RunBusy as exc:  # another task or launcher is running it: leave its directory alone
             return {"status": "running", "error": str(exc)}
 

@@ -5,7 +5,9 @@ writer lock or checkpoint), plus any run a launcher planned in ``RUNS_DIR/.launc
 not listed (``probes status /etc`` says there is no run directory). States: ``pending`` (planned, nothing
 written yet), ``running``, ``finished``, ``interrupted``, ``stopped`` (``--stop-after``), ``failed``, ``diverged`` (non-finite loss), and
 ``dead``: the summary says running but no process writes the run any more (killed by SIGKILL or the OOM
-killer, or the machine went down); ``--resume`` continues it from its last checkpoint.
+killer, or the machine went down). For dead, interrupted and stopped runs the detail says what ``--resume`` (or
+re-running a launcher) will do: continue from the newest verified checkpoint, restart from step 0 when there is
+no checkpoint (:func:`probes.train.checkpoint.resume_point`, the rule every entry point shares), or refuse.
 
 ``running`` is never taken from ``summary.json`` alone (issue 14, point 3). The writer lock
 (:mod:`probes.train.lock`) decides: held means a live writer. Where it cannot tell (no lock file, a
@@ -20,11 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from probes.errors import UserError
 from probes.io import host_name
 from probes.runfiles import CONFIG, METRICS, SUMMARY
+from probes.train.checkpoint import resume_point
 from probes.train.layout import is_run_dir
 from probes.train.lock import lock_state, read_holder
 
@@ -90,7 +94,7 @@ def _liveness(run_dir: Path, summary: dict | None) -> tuple[bool, str]:
     if (lock == "unknown" or remote) and age is not None and age < STALE_S:
         return True, f"{seen} on {holder.get('host')}" if remote else seen
     why = "no writer holds it" if lock == "free" else "no heartbeat"
-    return False, f"{why}; {seen}; resume with --resume" if seen else f"{why}; resume with --resume"
+    return False, f"{why}; {seen}" if seen else why
 
 
 def _ago(seconds: float) -> str:
@@ -113,6 +117,8 @@ def read_state(run_dir: Path) -> RunState:
         alive, detail = _liveness(run_dir, None)
         if garbage:
             detail = "summary.json is unreadable" + (f"; {detail}" if detail else "")
+        if not alive:
+            detail = f"{detail}; {resume_point(run_dir).hint()}"
         return RunState(run_dir.name, "running" if alive else "dead", step, max_steps, None, None, detail)
     state = str(summary.get("status", "running"))
     steps = summary.get("steps_done")
@@ -131,6 +137,8 @@ def read_state(run_dir: Path) -> RunState:
         detail = "not reached"
     else:
         detail = summary.get("error") or ""
+    if state in ("dead", "interrupted", "stopped"):  # what --resume (or a re-launch) will do with it
+        detail = f"{detail}; {resume_point(run_dir).hint()}" if detail else resume_point(run_dir).hint()
     return RunState(
         run_dir.name, state, _int(steps), _int(summary.get("max_steps")) or max_steps,
         _int(summary.get("steps_to_threshold")), _float(summary.get("final_acc")), str(detail),
@@ -164,10 +172,36 @@ STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "interrupted"
 STALE_S = 600.0  # a heartbeat older than this (10 trainer heartbeat periods) means the writer is gone
 
 
-def status_table(states: list[RunState], title: str = "") -> Table:
-    table = Table(title=title or None)
-    for col in ("run", "state", "steps", "steps to threshold", "final acc", "detail"):
-        table.add_column(col, justify="right" if col in ("steps", "steps to threshold", "final acc") else "left")
+def wrap_name(name: str, width: int) -> str:
+    """``name`` on lines of at most ``width`` characters, broken after a ``-`` where possible (a grid's run
+    names differ at their end, lr and init seed, so nothing may be cut)."""
+    lines, line = [], ""
+    for part in name.replace("-", "-\0").split("\0"):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+        while len(line) > width:
+            lines.append(line[:width])
+            line = line[width:]
+    return "\n".join([*lines, line] if line else lines)
+
+
+FIXED_COLUMNS = 46  # state, steps, to thr., acc and the gaps between the six columns
+
+
+def status_table(states: list[RunState], title: str = "", width: int = 80) -> Table:
+    """The table of a grid for a console ``width`` wide. At 80 columns the run name is wrapped after a ``-``
+    and the detail folded, never cut, and the numbers are never wrapped."""
+    from rich import box
+
+    name_width = max(16, width - FIXED_COLUMNS - 16)  # 16: the detail column and the table edges
+    table = Table(title=title or None, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("run", no_wrap=True, min_width=min(name_width, max((len(s.name) for s in states), default=3)))
+    table.add_column("state", no_wrap=True)
+    for col in ("steps", "to thr.", "acc"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("detail", overflow="fold", min_width=12)
     for s in states:
         steps = "" if s.steps_done is None else f"{s.steps_done}" + (f"/{s.max_steps}" if s.max_steps else "")
         to_threshold = (
@@ -175,7 +209,7 @@ def status_table(states: list[RunState], title: str = "") -> Table:
             else ("not reached" if s.state == "finished" else "")
         )
         acc = "" if s.final_acc is None else f"{s.final_acc:.3f}"
-        table.add_row(s.name, f"[{STYLE.get(s.state, '')}]{s.state}", steps, to_threshold, acc, s.detail)
+        table.add_row(escape(wrap_name(s.name, name_width)), f"[{STYLE.get(s.state, '')}]{s.state}", steps, to_threshold, acc, s.detail)
     counts = {k: sum(s.state == k for s in states) for k in STYLE}
     table.caption = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     return table

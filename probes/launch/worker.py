@@ -16,6 +16,7 @@ from pathlib import Path
 
 from probes.errors import UserError
 from probes.train.lock import RunLocked
+from probes.train.progress import PlainLog
 
 from .jobs import BUSY_EXIT, RunBusy, eprint, execute
 
@@ -32,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         eprint(f"error: launch spec {args[0]} cannot be used: {exc}")
         return 2
     try:
-        summary = execute(spec["run_dir"], spec["config"])
+        train = spec["config"].get("train", {}) if isinstance(spec["config"], dict) else {}
+        log = PlainLog(Path(spec["run_dir"]).name, int(train.get("max_steps", 0)) or 1)
+        summary = execute(spec["run_dir"], spec["config"], on_step=log.step)  # one line per evaluation
     except KeyboardInterrupt:
         eprint("error: interrupted")
         return 130

@@ -1,6 +1,7 @@
 """Checkpoints for exact resume, shared by the probe trainer and the VLM trainer (issue 14, point 2).
 
-Layout: ``checkpoint/`` (newest) and ``checkpoint.old/`` (the one before), each holding accelerate's
+Layout: ``checkpoint/`` (newest) and ``checkpoint.old/`` (the one before; ``checkpoint.old2/`` … when more
+are kept, ``save_total_limit``), each holding accelerate's
 ``save_state`` files (weights as safetensors, sharded under FSDP; optimizer; per-process RNG) and ``state.json`` (step, data cursor, RNG states, and the size of every
 file of the checkpoint). A new checkpoint is written into ``checkpoint.new/``; ``state.json`` is written last
 and the directories are rotated with renames, so an interruption at any moment leaves at least one complete
@@ -15,6 +16,14 @@ truncation, not bit flips: hashing multi-GB optimizer states at every 1% of the 
 RNG states (torch CPU, every CUDA device, Python ``random``, numpy) are stored as JSON in ``state.json``, so a
 model with dropout resumes bit-exactly. Nothing here unpickles: the optimizer state is read with
 ``torch.load(weights_only=True)``.
+
+What ``--resume`` does with a run directory is decided here, once, by :func:`resume_point`, for every entry
+point: ``probes synth --resume`` (:func:`probes.train.rundir.prepare`), the launchers' re-launch rule
+(:func:`probes.launch.jobs.decide`), ``probes vlm train`` and ``probes status`` (which says what ``--resume``
+will do). A run that holds no checkpoint at all (stopped before its first step, or killed while writing its
+first checkpoint) lost nothing that a checkpoint could give back, so resuming it starts it again from step 0
+with the same config (README "Run-directory integrity"). torch and numpy are imported only where RNG states
+are read or set, so ``probes status`` can apply the rule without importing torch.
 """
 
 from __future__ import annotations
@@ -24,15 +33,16 @@ import json
 import random
 import shutil
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from probes.errors import UserError
 from probes.io import apply_default_modes, atomic_write_json
-from probes.runfiles import CHECKPOINT, CHECKPOINT_OLD, STATE
+from probes.runfiles import CHECKPOINT, CHECKPOINT_OLD, STATE, SUMMARY
+
+if TYPE_CHECKING:
+    import torch
 
 CKPT, NEW, OLD = CHECKPOINT, CHECKPOINT + ".new", CHECKPOINT_OLD
 
@@ -43,11 +53,16 @@ def _b64(t: torch.Tensor) -> str:
 
 
 def _unb64(s: str) -> torch.Tensor:
+    import torch
+
     return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
 
 
 def rng_state() -> dict[str, Any]:
     """Every generator a training step may draw from (dropout, sampling), as JSON."""
+    import numpy as np
+    import torch
+
     py = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
@@ -59,6 +74,9 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
     torch.set_rng_state(_unb64(state["torch"]))
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -123,13 +141,92 @@ def verify(ckpt: Path) -> tuple[dict[str, Any] | None, str | None]:
     return state, None
 
 
+def older(n: int) -> str:
+    """The name of the n-th checkpoint before the newest: ``checkpoint.old``, ``checkpoint.old2``, …"""
+    return OLD if n == 1 else f"{OLD}{n}"
+
+
+def _age(name: str) -> int | None:
+    """0 for ``checkpoint``, n for :func:`older` (n), None for anything else (``checkpoint.new`` too)."""
+    if name == CKPT:
+        return 0
+    rest = name.removeprefix(OLD)
+    if rest == name:
+        return None
+    return 1 if rest == "" else (int(rest) if rest.isdigit() and int(rest) > 1 else None)
+
+
 def candidates(run_dir: Path) -> list[Path]:
-    """Checkpoint directories to try, newest first."""
-    return [run_dir / name for name in (CKPT, OLD) if (run_dir / name / STATE).exists()]
+    """Checkpoint directories to try, newest first (a half-written ``checkpoint.new/`` is never one)."""
+    if not run_dir.is_dir():
+        return []
+    found = [(age, p) for p in run_dir.iterdir() if (age := _age(p.name)) is not None and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def remove_all(run_dir: Path) -> None:
+    """Remove every checkpoint (a finished run with ``save_final`` off keeps its metrics, not its weights)."""
+    for ckpt in reversed(candidates(run_dir)):
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
     return bool(candidates(run_dir))
+
+
+# --- the resume rule --------------------------------------------------------------------------------------
+FRESH, CONTINUE, RESTART, REFUSE, FINISHED = "fresh", "continue", "restart", "refuse", "finished"
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What ``--resume`` (and a launcher, and ``probes vlm train``) does with a run directory.
+
+    ``fresh``: nothing there yet; ``finished``: the run ended (its summary says so; it may keep no checkpoint,
+    ``--no-save-final``), nothing to train; ``continue``: from the newest checkpoint that verifies, at ``step``;
+    ``restart``: the run started but holds no checkpoint (stopped before its first step, or killed while
+    writing the first one), so it starts again from step 0 with the same config; ``refuse``: checkpoints
+    exist but none verifies (``why``): continuing would silently lose trained steps."""
+
+    action: str
+    step: int = 0
+    source: str | None = None  # the checkpoint directory continued from
+    why: str | None = None  # refuse: what is wrong with each checkpoint
+
+    @property
+    def resumable(self) -> bool:
+        """``--resume`` will train it (from a checkpoint or from step 0)."""
+        return self.action in (CONTINUE, RESTART)
+
+    def hint(self) -> str:
+        """What ``--resume`` will do, for ``probes status`` (one short clause)."""
+        if self.action == CONTINUE:
+            return f"--resume continues from step {self.step}"
+        if self.action == RESTART:
+            return "no complete checkpoint: --resume restarts it from step 0"
+        if self.action == REFUSE:
+            return f"no checkpoint verifies ({self.why}): --resume refuses; --overwrite starts over"
+        if self.action == FINISHED:
+            return "finished: --resume leaves it as it is"
+        return "--resume starts it"
+
+
+def resume_point(run_dir: Path) -> ResumePoint:
+    """The one resume rule (see the module docstring); reads ``state.json`` files and headers only."""
+    from .layout import has_content, read_json_or_none
+
+    summary = read_json_or_none(run_dir / SUMMARY)
+    if summary is not None and summary.get("status") == "finished":
+        return ResumePoint(FINISHED, int(summary.get("steps_done") or 0))
+    failures = []
+    for ckpt in candidates(run_dir):
+        state, why = verify(ckpt)
+        if state is not None:
+            return ResumePoint(CONTINUE, int(state["step"]), ckpt.name)
+        failures.append(f"{ckpt.name}/: {why}")
+    if failures:
+        return ResumePoint(REFUSE, why="; ".join(failures))
+    return ResumePoint(RESTART if has_content(run_dir) else FRESH)
 
 
 # --- writing ----------------------------------------------------------------------------------------------
@@ -141,16 +238,25 @@ def begin(run_dir: Path) -> Path:
     return new
 
 
-def finish(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``state.json`` (with file sizes and RNG states) into ``checkpoint.new/`` and rotate it in:
-    ``checkpoint`` becomes ``checkpoint.old`` (the previous ``.old`` is deleted)."""
-    new, cur, old = run_dir / NEW, run_dir / CKPT, run_dir / OLD
+def finish(run_dir: Path, state: dict[str, Any], keep: int = 2) -> None:
+    """Write ``state.json`` (with file sizes and RNG states) into ``checkpoint.new/`` and rotate it in, keeping
+    ``keep`` checkpoints (HF's ``save_total_limit``): ``checkpoint`` becomes ``checkpoint.old``, that one
+    ``checkpoint.old2`` …, and the oldest beyond ``keep`` is deleted. Every rename happens after the new
+    checkpoint is complete, and older ones are deleted only after it is in place, so at any moment the newest
+    complete checkpoint exists under one of these names (with ``keep=1`` there is no older one to fall back
+    to when the newest is later damaged)."""
+    new, cur = run_dir / NEW, run_dir / CKPT
     apply_default_modes(new)
     atomic_write_json(new / STATE, {**state, "rng": rng_state(), "files": file_sizes(new)})
-    if cur.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        cur.rename(old)
+    if cur.exists():  # shift every older one by one name, oldest first, then the newest to checkpoint.old
+        olds = [p for p in candidates(run_dir) if p != cur]
+        for pos in range(len(olds), 0, -1):
+            if olds[pos - 1].name != older(pos + 1):
+                olds[pos - 1].rename(run_dir / older(pos + 1))
+        cur.rename(run_dir / OLD)
     new.rename(cur)
+    for ckpt in candidates(run_dir)[keep:]:
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def abandon(run_dir: Path) -> None:
@@ -207,7 +313,7 @@ def restore_scheduler(scheduler: Any, saved: dict[str, Any] | None, step: int) -
             scheduler.step()
 
 
-def save_accelerate_checkpoint(acc: Any, run_dir: Path, state: dict[str, Any]) -> None:
+def save_accelerate_checkpoint(acc: Any, run_dir: Path, state: dict[str, Any], keep: int = 2) -> None:
     """``accelerate.save_state`` (model and optimizer, sharded under FSDP / DeepSpeed) into
     ``checkpoint.new/``, then :func:`finish` on the main process. Register no custom objects with
     accelerate: it pickles them and unpickles them with ``weights_only=False`` on resume (issue 14, point 6);
@@ -220,7 +326,7 @@ def save_accelerate_checkpoint(acc: Any, run_dir: Path, state: dict[str, Any]) -
         acc.save_state(str(run_dir / NEW))
         acc.wait_for_everyone()
         if acc.is_main_process:
-            finish(run_dir, state)
+            finish(run_dir, state, keep)
     except BaseException as exc:
         if acc.is_main_process:
             abandon(run_dir)

@@ -57,6 +57,12 @@ class TrainConfig:
     train_log_every: int = 10
     device: str = "auto"
     verify_disjoint: bool = True
+    # paper scale (README "Disk and memory at paper scale"): how the run is computed and saved, not what it is
+    save_every: int | None = None  # checkpoint cadence in steps (HF save_steps); None: at every evaluation
+    save_total_limit: int = 2  # checkpoints kept (HF save_total_limit): the newest and the ones before it
+    save_final: bool = True  # keep the final checkpoint of a finished run (False: removed when it finishes)
+    gradient_accumulation_steps: int = 1  # micro-batches per step; the global batch stays batch_size
+    gradient_checkpointing: bool = False  # recompute activations in backward (model.gradient_checkpointing_enable)
 
     def __post_init__(self) -> None:
         checks = [
@@ -72,6 +78,13 @@ class TrainConfig:
             (all(0 <= b < 1 for b in self.betas), f"betas must be in [0, 1) (got {self.betas})"),
             (self.warmup_steps >= 0, f"warmup steps must be >= 0 (got {self.warmup_steps})"),
             (self.train_log_every >= 1, f"train_log_every must be >= 1 (got {self.train_log_every})"),
+            (self.save_every is None or self.save_every >= 1, f"save every must be >= 1 (got {self.save_every})"),
+            (self.save_total_limit >= 1, f"save total limit must be >= 1 (got {self.save_total_limit})"),
+            (self.gradient_accumulation_steps >= 1,
+             f"gradient accumulation steps must be >= 1 (got {self.gradient_accumulation_steps})"),
+            (self.batch_size % self.gradient_accumulation_steps == 0,
+             f"batch size {self.batch_size} is not divisible by {self.gradient_accumulation_steps} gradient "
+             "accumulation steps"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -80,6 +93,18 @@ class TrainConfig:
     @property
     def eval_interval(self) -> int:
         return self.eval_every if self.eval_every is not None else max(1, self.max_steps // 100)
+
+    @property
+    def save_interval(self) -> int:
+        return self.save_every if self.save_every is not None else self.eval_interval
+
+
+#: Training fields that change how a run is saved or computed but not its data, steps or metrics: a run may be
+#: resumed with other values (e.g. a smaller --save-total-limit to free disk). Gradient accumulation is not
+#: among them: its micro-batch sums round differently in floating point.
+RESUMABLE_CHANGES = ("save_every", "save_total_limit", "save_final", "gradient_checkpointing")
+#: Training fields added after schema_version 1 was written: a ``config.json`` without them had their defaults.
+NEWER_FIELDS = (*RESUMABLE_CHANGES, "gradient_accumulation_steps")
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -91,6 +116,21 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+
+def config_changes(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+    """The fields in which a run directory's ``config.json`` (``saved``) differs from ``cfg``, as
+    ``"train.lr: 0.0001 in the run, 0.001 now"``. Not compared: the trainer's informational ``model.family`` /
+    ``model.n_params`` and :data:`RESUMABLE_CHANGES`; a field that a run written before it existed lacks
+    counts as its default. What ``--resume`` and the launchers refuse."""
+    from .layout import config_differences
+
+    saved = dict(saved)
+    if isinstance(saved.get("train"), dict):
+        defaults = asdict(TrainConfig(lr=cfg.train.lr))
+        saved["train"] = {**{k: defaults[k] for k in NEWER_FIELDS}, **saved["train"]}
+    ignore = ("model.family", "model.n_params", *(f"train.{k}" for k in RESUMABLE_CHANGES))
+    return config_differences(saved, cfg.to_dict(), ignore=ignore)
 
 
 def validation_message(exc: ValidationError) -> str:

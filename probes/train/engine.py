@@ -28,7 +28,7 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,7 +81,7 @@ class Engine:
     A process may train several runs one after another (a sweep, the tests); each engine states its own device
     and precision, so accelerate's shared state is reset first (the process group, if any, is kept)."""
 
-    def __init__(self, device: str = "auto") -> None:
+    def __init__(self, device: str = "auto", gradient_accumulation_steps: int = 1) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
 
@@ -92,9 +92,17 @@ class Engine:
         if requested.type == "cuda" and requested.index is not None and launched_processes() == 1:
             torch.cuda.set_device(requested)  # accelerate's single-process device is the current one
         AcceleratorState._reset_state()
+        if gradient_accumulation_steps < 1:
+            raise UserError(f"gradient accumulation steps must be >= 1 (got {gradient_accumulation_steps})")
         self.acc = Accelerator(
-            cpu=requested.type == "cpu", mixed_precision="bf16" if requested.type == "cuda" else "no"
+            cpu=requested.type == "cpu", mixed_precision="bf16" if requested.type == "cuda" else "no",
+            gradient_accumulation_steps=gradient_accumulation_steps,
         )
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimisation step (accelerate's ``gradient_accumulation_steps``)."""
+        return int(self.acc.gradient_accumulation_steps)
 
     # --- processes --------------------------------------------------------------------------------------
     @property
@@ -192,6 +200,24 @@ class Engine:
         module, optimizer = self.acc.prepare(module, optimizer)
         return TrainStep(self, module, optimizer, scheduler, clip)
 
+    @staticmethod
+    def gradient_checkpointing(model: torch.nn.Module, name: str) -> None:
+        """Recompute activations in the backward pass instead of storing them, through the model's own
+        support (transformers' ``supports_gradient_checkpointing``; ``activation_checkpointing_enable``, the
+        name transformers 5.x gives ``gradient_checkpointing_enable``; non-reentrant checkpoints). A model
+        that does not support it is one error line."""
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
+        if enable is None:  # transformers 4.x
+            enable = getattr(model, "gradient_checkpointing_enable", None)
+            kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+        if not getattr(model, "supports_gradient_checkpointing", False) or enable is None:
+            raise UserError(
+                f"model {name} ({type(model).__name__}) does not support gradient checkpointing; "
+                "drop --gradient-checkpointing"
+            )
+        enable(**kwargs)
+
     def unwrap(self, module: torch.nn.Module) -> torch.nn.Module:
         return self.acc.unwrap_model(module)
 
@@ -206,10 +232,11 @@ class Engine:
         return self.acc.get_state_dict(module) if self.sharded else None
 
     # --- checkpoints ------------------------------------------------------------------------------------
-    def save(self, run_dir: Path, state: dict[str, Any], step: TrainStep) -> None:
+    def save(self, run_dir: Path, state: dict[str, Any], step: TrainStep, keep: int = 2) -> None:
         """A verified, rotated checkpoint of the model, optimizer and RNGs, with ``state`` (and the scheduler's
-        state) in its ``state.json``; every process takes part (FSDP shards), the main one rotates."""
-        checkpoint.save_accelerate_checkpoint(self.acc, run_dir, {**state, "scheduler": step.scheduler_state()})
+        state) in its ``state.json``; every process takes part (FSDP shards), the main one rotates and keeps
+        the newest ``keep`` checkpoints."""
+        checkpoint.save_accelerate_checkpoint(self.acc, run_dir, {**state, "scheduler": step.scheduler_state()}, keep)
 
     def load(self, run_dir: Path, step: TrainStep) -> tuple[dict[str, Any], str | None]:
         """Restore the newest checkpoint that verifies (else the one before); ``(state, note or None)``."""
@@ -305,11 +332,23 @@ class TrainStep:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def __call__(self, loss_fn: Callable[[], torch.Tensor]) -> StepResult:
+    def __call__(self, loss_fn: Callable[[], torch.Tensor] | Sequence[Callable[[], torch.Tensor]]) -> StepResult:
+        """One optimisation step. With gradient accumulation (``Engine(gradient_accumulation_steps=k)``)
+        ``loss_fn`` is a sequence of ``k`` callables, one per equal-sized micro-batch of the process's shard:
+        each is forward and backward under accelerate's ``accumulate`` (gradients of the first ``k - 1`` are
+        not synchronised between processes; ``backward`` scales each loss by ``1 / k``), so the update is that
+        of the whole batch's mean loss; the reported loss is the mean over micro-batches."""
+        fns = list(loss_fn) if isinstance(loss_fn, list | tuple) else [loss_fn]
+        k = self.engine.accumulation
+        if len(fns) != k:
+            raise ValueError(f"{len(fns)} micro-batch loss(es) for {k} gradient accumulation step(s)")
         lr = self.lr
-        loss = self.forward_backward(loss_fn)
+        losses = []
+        for fn in fns:
+            with self.engine.acc.accumulate(self.module) if k > 1 else contextlib.nullcontext():
+                losses.append(self.forward_backward(fn))
         self.update()
-        return StepResult(loss, lr)
+        return StepResult(sum(losses) / k, lr)
 
     def scheduler_state(self) -> dict[str, Any] | None:
         return None if self.scheduler is None else checkpoint.scheduler_state(self.scheduler)

@@ -24,8 +24,9 @@ from probes.ssm.patch import enable_fast_path, mamba_path_note
 from probes.synthetic.base import ProbeTask, TaskConfigError
 from probes.synthetic.registry import build_task
 
-from . import rundir
-from .config import RunConfig
+from . import checkpoint, rundir
+from .checkpoint import CONTINUE, FINISHED
+from .config import RunConfig, config_changes
 from .engine import Engine, NonFiniteLoss, RunDiverged, recorded, warmup_schedule
 from .evaluate import evaluate
 from .forward import TargetLogits, probe_loss
@@ -69,6 +70,10 @@ def _disjoint_record(task: ProbeTask, cfg: RunConfig) -> dict[str, Any]:
     return {"checked": True, **result}
 
 
+def _differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
+    return config_changes(saved, cfg)
+
+
 def _resume_config(run_dir: Path, cfg: RunConfig, state: dict[str, Any]) -> str | None:
     """Check that the run directory was started with ``cfg``; name every differing field otherwise.
 
@@ -81,13 +86,18 @@ def _resume_config(run_dir: Path, cfg: RunConfig, state: dict[str, Any]) -> str 
         if saved is None:
             raise UserError(f"cannot resume {run_dir}: config.json is unreadable and the checkpoint has no copy")
         note = "config.json was unreadable; restored it from the checkpoint's copy"
-    current = cfg.to_dict()
-    diffs = rundir.config_differences(saved, current, ignore=("model.family", "model.n_params"))
+    diffs = _differences(cfg, saved)
     if diffs:
         raise UserError(
             f"{run_dir} was started with a different configuration ({'; '.join(diffs)}); resume it with the "
             "same options, or use --overwrite or another --out"
         )
+    # the run may go on with other save / checkpointing settings (RESUMABLE_CHANGES): config.json records them
+    current = cfg.to_dict()
+    current["model"] |= {k: v for k, v in saved.get("model", {}).items() if k in ("family", "n_params")}
+    if rundir.flatten(current) != rundir.flatten(saved):
+        note = "; ".join(filter(None, [note, "config.json now records this command's save and checkpointing settings"]))
+        saved = current
     if note is not None:
         atomic_write_json(run_dir / CONFIG, saved)
     return note
@@ -113,10 +123,17 @@ def run(
     The run directory's writer lock is held throughout (:mod:`probes.train.lock`): a second writer of the
     same directory fails with one line naming this process. A non-finite training loss stops the run with
     status ``diverged`` and raises :class:`RunDiverged`."""
-    engine = Engine(cfg.train.device)
+    engine = Engine(cfg.train.device, cfg.train.gradient_accumulation_steps)
     check_divisible(cfg.train.batch_size, engine.world)
+    if (cfg.train.batch_size // engine.world) % engine.accumulation:
+        raise UserError(
+            f"batch size {cfg.train.batch_size} is not divisible into {engine.world} process(es) x "
+            f"{engine.accumulation} gradient accumulation steps"
+        )
     backbone = load_backbone(cfg.model.name, seed=BASE_MODEL_SEED)  # bad names fail before any file exists
     task = build_task_for(cfg, backbone.vocab_size)
+    if cfg.train.gradient_checkpointing:  # before the run directory is touched: an unsupported model is one line
+        engine.gradient_checkpointing(backbone.model, cfg.model.name)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} exists and is not a directory")
     with engine.writing(run_dir):
@@ -137,7 +154,10 @@ def _run_locked(
     t = cfg.train
     main = engine.is_main
     model = backbone.model
-    resuming = engine.on_main(lambda: rundir.prepare(run_dir, resume, overwrite))
+    action = engine.on_main(lambda: rundir.prepare(run_dir, resume, overwrite, partial(_differences, cfg)))
+    if action == FINISHED:  # nothing to train; the run may keep no checkpoint (--no-save-final)
+        return engine.on_main(lambda: _finished_summary(run_dir, cfg))
+    resuming = action == CONTINUE
     first = add_tokens(model, len(task.new_tokens), cfg.model.init_strategy, cfg.model.init_seed)
     assert first == task.first_new_id, (first, task.first_new_id)
     model.to(engine.device).train()
@@ -203,9 +223,9 @@ def _run_locked(
     saved_at = step
     with recorded(summary):
         while step < t.max_steps and not (t.early_stop and state["reached_step"] is not None):
-            batch = task.generate("train", shard(order.indices(step), engine.rank, engine.world).to(engine.device))
+            indices = shard(order.indices(step), engine.rank, engine.world)
             try:
-                result = step_fn(partial(probe_loss, step_fn.module, batch))
+                result = step_fn(micro_losses(step_fn.module, task, indices, engine))
             except NonFiniteLoss as exc:
                 raise RunDiverged(
                     f"{run_dir.name} diverged: the training loss became {exc.value} at step {step + 1} "
@@ -219,7 +239,8 @@ def _run_locked(
                     {"kind": "train", "step": step, "samples_seen": step * t.batch_size,
                      "wall_time": round(state["wall_time"], 3), "loss": result.loss, "lr": result.lr}
                 )
-            if step % interval == 0 or step == t.max_steps:
+            evaluated = step % interval == 0 or step == t.max_steps
+            if evaluated:
                 ev = evaluate(eval_module, task, t.eval_samples, t.eval_batch_size, engine.device,
                               engine.autocast_dtype, engine=engine)
                 last_acc = ev.accuracy
@@ -236,19 +257,52 @@ def _run_locked(
                          "per_position_acc": ev.per_position_acc, "per_position_count": ev.per_position_count},
                         ev.per_position_count,
                     )
-                engine.save(run_dir, state, step_fn)
-                saved_at = step
-                summary("running")  # the heartbeat
-            elif main and writer.heartbeat_due():
-                summary("running")
-            if on_step is not None and main:
-                on_step(step, {"loss": result.loss, "acc": last_acc, "max_steps": t.max_steps})
             done = step >= t.max_steps or (t.early_stop and state["reached_step"] is not None)
+            # --save-every (default: at every evaluation); the final checkpoint only with --save-final
+            if step % t.save_interval == 0 and (t.save_final or not done):
+                engine.save(run_dir, state, step_fn, t.save_total_limit)
+                saved_at = step
+            if evaluated or (main and writer.heartbeat_due()):
+                summary("running")  # the heartbeat
+            if on_step is not None and main:
+                on_step(step, {"loss": result.loss, "acc": last_acc, "max_steps": t.max_steps,
+                               "wall_time": state["wall_time"], "evaluated": evaluated})
             if stop_after is not None and step >= stop_after and not done:
                 if saved_at != step:
-                    engine.save(run_dir, state, step_fn)
+                    engine.save(run_dir, state, step_fn, t.save_total_limit)
                 return summary("stopped")
-    return summary("finished")
+        if t.save_final and saved_at != step:
+            engine.save(run_dir, state, step_fn, t.save_total_limit)
+    out = summary("finished")
+    if not t.save_final:  # after the summary says finished: a kill in between leaves a finished run
+        engine.on_main(lambda: checkpoint.remove_all(run_dir))
+    return out
+
+
+def micro_losses(module: torch.nn.Module, task: ProbeTask, indices: torch.Tensor, engine: Engine) -> Any:
+    """The step's loss function(s) for this process's shard ``indices``: one, or one per equal micro-batch
+    under gradient accumulation, each generating its samples only when it runs (the memory accumulation
+    saves includes the batch's activations)."""
+
+    def loss(part: torch.Tensor) -> torch.Tensor:
+        return probe_loss(module, task.generate("train", part.to(engine.device)))
+
+    if engine.accumulation == 1:
+        return partial(loss, indices)
+    return [partial(loss, part) for part in indices.chunk(engine.accumulation)]
+
+
+def _finished_summary(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
+    """``--resume`` of a finished run: the same config is checked, nothing is trained or rewritten."""
+    saved = rundir.read_json_or_none(run_dir / CONFIG)
+    diffs = _differences(cfg, saved) if saved is not None else []
+    if diffs:
+        raise UserError(
+            f"{run_dir} was started with a different configuration ({'; '.join(diffs)}); resume it with the "
+            "same options, or use --overwrite or another --out"
+        )
+    rundir.say(f"{run_dir}: already finished; nothing to resume")
+    return rundir.read_json_or_none(run_dir / SUMMARY) or {}
 
 
 def _seed_everything(seed: int) -> None:

@@ -13,6 +13,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,12 @@ from safetensors.torch import save_file
 
 from probes.errors import UserError
 from probes.io import atomic_path, atomic_write_json, ensure_writable_dir, remove_stale_temps
-from probes.runfiles import MATRIX, METRICS
+from probes.runfiles import CONFIG, MATRIX, METRICS
 
 from . import checkpoint
-from .layout import config_differences, flatten, has_content, own_entries, read_json_or_none
+from .layout import config_differences, flatten, has_content, is_run_dir, own_entries, read_json_or_none
 
-__all__ = ["config_differences", "flatten", "has_content", "read_json_or_none", "prepare", "RunWriter"]
+__all__ = ["config_differences", "flatten", "has_content", "read_json_or_none", "prepare", "restart", "RunWriter"]
 
 HEARTBEAT_S = 60.0  # the summary's heartbeat is refreshed at every evaluation and at least this often
 
@@ -36,11 +37,20 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Make ``run_dir`` ready (the caller holds its writer lock); True when a checkpoint should be resumed.
+def prepare(
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    differences: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> str:
+    """Make ``run_dir`` ready (the caller holds its writer lock). Returns what to do: ``fresh`` (train from step
+    0), ``continue`` (load the newest checkpoint) or ``finished`` (nothing to train).
 
     ``overwrite`` empties the directory but keeps the lock file (deleting it would let a third writer in).
-    Leftovers of a killed writer (stale temporary files, a half-written ``checkpoint.new``) are removed."""
+    Leftovers of a killed writer (stale temporary files, a half-written ``checkpoint.new``) are removed.
+    ``resume`` follows :func:`probes.train.checkpoint.resume_point`: a run without any checkpoint is started
+    again from step 0 (:func:`restart`; ``differences(saved config)`` names the fields in which the command
+    differs from the run's ``config.json``)."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
     if run_dir.exists() and not run_dir.is_dir():
@@ -50,16 +60,49 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
         raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")
     ensure_writable_dir(run_dir)
     if exists and overwrite:
-        for p in own_entries(run_dir):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        clear(run_dir)
     remove_stale_temps(run_dir)
     checkpoint.abandon(run_dir)
-    if resume and not checkpoint.has_checkpoint(run_dir):
-        if exists:
-            raise UserError(f"cannot resume {run_dir}: it has no complete checkpoint; use --overwrite")
+    if not resume:
+        return checkpoint.FRESH
+    point = checkpoint.resume_point(run_dir)
+    if point.action == checkpoint.FRESH:
         say(f"--resume: no existing run in {run_dir} (none was started with these options); starting it fresh")
-        return False
-    return resume
+        return checkpoint.FRESH
+    if point.action == checkpoint.RESTART:
+        restart(run_dir, differences)
+        return checkpoint.FRESH
+    if point.action == checkpoint.FINISHED:
+        return checkpoint.FINISHED
+    return checkpoint.CONTINUE  # or REFUSE: loading says why no checkpoint can be used
+
+
+def clear(run_dir: Path) -> None:
+    """Remove everything but the writer lock file (the lock must outlive the run's files)."""
+    for p in own_entries(run_dir):
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+RESTART_NOTE = "no complete checkpoint (stopped before its first one was written); restarting it from step 0"
+
+
+def restart(run_dir: Path, differences: Callable[[dict[str, Any]], list[str]] | None = None) -> None:
+    """Resume a run that holds no checkpoint: nothing trained was kept, so it starts again from step 0 with the
+    same config; the files written so far (metrics, summary, trackers) are removed and written anew, so the
+    run directory never mixes two starts. Refused when ``config.json`` shows other options, or when the
+    directory holds no run file at all (it is not a run directory: nothing is deleted)."""
+    saved = read_json_or_none(run_dir / CONFIG)
+    if saved is not None and differences is not None:
+        diffs = differences(saved)
+        if diffs:
+            raise UserError(
+                f"{run_dir} was started with a different configuration ({'; '.join(diffs)}); resume it with the "
+                "same options, or use --overwrite or another --out"
+            )
+    if saved is None and not is_run_dir(run_dir):
+        raise UserError(f"cannot resume {run_dir}: it holds no run (no config, summary, metrics or checkpoint)")
+    clear(run_dir)
+    say(f"{run_dir}: {RESTART_NOTE}")
 
 
 def read_metric_lines(path: Path) -> tuple[list[dict[str, Any]], int]:

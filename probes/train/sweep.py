@@ -60,6 +60,11 @@ TRAIN_HELP: dict[str, str] = {
     "train_log_every": "Log the training loss every N steps.",
     "device": "auto, cpu, cuda, cuda:1 …",
     "verify_disjoint": "Check by hashing that train and held-out contexts are disjoint before training.",
+    "save_every": "Checkpoint every N steps (HF save_steps; default: at every evaluation).",
+    "save_total_limit": "Checkpoints kept per run (HF save_total_limit); 1 keeps none to fall back to.",
+    "save_final": "Keep the final checkpoint of a finished run (--no-save-final: metrics only).",
+    "gradient_accumulation_steps": "Micro-batches per step (accelerate); the global batch stays --batch-size.",
+    "gradient_checkpointing": "Recompute activations in backward (the model's transformers support).",
 }
 
 

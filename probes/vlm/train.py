@@ -251,25 +251,40 @@ def _check_resume(out: Path, cfg: VLMTrainConfig) -> bool:
     """True when ``out`` holds a checkpoint to resume with the same config (the schedule depends on every
     field). Differences are named field by field; ``out`` itself is not compared and other paths compare
     equal when they name the same file, so a run started with a relative ``--out`` resumes given it
-    absolute. The writer lock is held, so stale temporary files and a half-written checkpoint are removed."""
+    absolute. The writer lock is held, so stale temporary files and a half-written checkpoint are removed.
+    A run without any checkpoint starts again from step 0 (the resume rule every trainer shares,
+    :func:`probes.train.checkpoint.resume_point`)."""
     from probes.io import remove_stale_temps
-    from probes.train.layout import config_differences, has_content, read_json_or_none
+    from probes.train.layout import read_json_or_none
+    from probes.train.rundir import restart
 
-    if not checkpoint.has_checkpoint(out):
-        if has_content(out):
-            raise UserError(f"{out} exists and is not empty (and has no checkpoint to resume)")
-        return False
     remove_stale_temps(out)
     checkpoint.abandon(out)
+    point = checkpoint.resume_point(out)
+    if point.action == checkpoint.FRESH:
+        return False
     saved_file = read_json_or_none(out / CONFIG)
+    if point.action == checkpoint.RESTART:
+        if saved_file is None:  # not (recognisably) a run of this trainer: nothing is deleted
+            raise UserError(f"{out} exists and is not empty (and has no checkpoint to resume)")
+        restart(out, lambda saved: _differences(saved, cfg))
+        return False
     if saved_file is None or not isinstance(saved_file.get("train"), dict):
         raise UserError(f"cannot resume {out}: its config.json is unreadable; choose another --out")
-    saved, now = dict(saved_file["train"]), json.loads(cfg.model_dump_json())
-    for key in _PATH_FIELDS:
-        if isinstance(saved.get(key), str) and isinstance(now.get(key), str) and Path(saved[key]).resolve() == Path(now[key]).resolve():
-            saved[key] = now[key]
-    diffs = config_differences(saved, now, ignore=("out",))
+    diffs = _differences(saved_file, cfg)
     if diffs:
         raise UserError(f"{out} holds a run with a different config ({'; '.join(diffs)}); resume with the same "
                         "options or choose another --out")
     return True
+
+
+def _differences(saved_file: dict, cfg: VLMTrainConfig) -> list[str]:
+    """The training fields in which a run's ``config.json`` differs from ``cfg`` (paths naming the same file
+    are equal; ``out`` is not compared)."""
+    from probes.train.layout import config_differences
+
+    saved, now = dict(saved_file.get("train") or {}), json.loads(cfg.model_dump_json())
+    for key in _PATH_FIELDS:
+        if isinstance(saved.get(key), str) and isinstance(now.get(key), str) and Path(saved[key]).resolve() == Path(now[key]).resolve():
+            saved[key] = now[key]
+    return config_differences(saved, now, ignore=("out",))
