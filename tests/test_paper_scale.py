@@ -201,7 +201,7 @@ def test_without_a_terminal_progress_is_one_plain_line_per_evaluation(tmp_path: 
     assert done.returncode == 0, done.stderr
     rows = [ln for ln in done.stdout.splitlines() if " eta " in ln]
     assert len(rows) == 3, done.stdout
-    assert rows[0].startswith("[1/1] pythia-tiny L4 suf 0.0001 s0  2/6 33%  0:00:")
+    assert rows[0].startswith("[1/1] pythia-tiny L4 suf 1e-4 s0  2/6 33%  0:00:")
     assert " acc " in rows[0] and " loss " in rows[0]
     assert rows[-1].split("  ")[1] == "6/6 100%" and rows[-1].split("  ")[2].endswith("eta 0:00:00")
     assert all(len(ln) <= 90 for ln in rows)
