@@ -101,7 +101,7 @@ def step(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the backbone (compile time not timed)"),
     paper_targets: bool = typer.Option(
         False, "--paper-targets",
-        help="time pythia-small, mamba-small, pythia-1.4b-shape, mamba-1.4b-shape (GPU) and print issue 12's targets"),
+        help="time pythia-small, mamba-small, pythia-1.4b-shape, mamba-1.4b-shape (GPU) and print the README's GPU targets"),
     one_at_a_time: bool | None = typer.Option(
         None, "--one-at-a-time/--interleaved",
         help="time models one after another (default on CUDA) or interleaved A B A B (default on CPU)"),
@@ -125,7 +125,7 @@ def step(
         cols.append("peak_total_bytes")
     _emit("step", result, cols, json_path, dev, caption=result["rows"][0]["memory_kind"])
     if result["targets"]:
-        table = Table(title="issue 12 targets (B=64, L=200, bf16, one 80 GB GPU)")
+        table = Table(title="GPU targets (B=64, L=200, bf16, one 80 GB GPU)")
         for col in ("target", "measured", "limit", "met"):
             table.add_column(col)
         for row in result["targets"]:

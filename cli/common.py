@@ -124,7 +124,7 @@ def validate_runs(models: list[str], run_dirs: list[Path], resume: bool, overwri
     from probes.train.lock import check_unlocked
 
     for run_dir in run_dirs:
-        check_unlocked(run_dir)  # a live writer owns it (issue 14): one line naming the holder
+        check_unlocked(run_dir)  # a live writer owns it (README "Run-directory integrity"): one line naming the holder
         if has_content(run_dir) and not (resume or overwrite):  # the writer lock file alone is no run
             raise UserError(f"run directory {run_dir} exists; pass --resume to continue it or --overwrite to replace it")
 

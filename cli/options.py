@@ -92,7 +92,7 @@ def command_flags(command: Any) -> dict[str, str]:
     return {p.name: p.opts[0] for p in command.params if getattr(p, "opts", None) and p.opts[0].startswith("--")}
 
 
-#: Above these a run is paper-scale: hours per run on a CPU (SPEC §2 defaults: 78,000 steps, 100,000
+#: Above these a run is paper-scale: hours per run on a CPU (the paper's App. C.4 defaults: 78,000 steps, 100,000
 #: held-out samples every 1 % of the budget).
 CPU_STEPS, CPU_EVAL_SAMPLES = 10_000, 10_000
 

@@ -216,7 +216,7 @@ def synth(
             raise typer.Exit(1)
         return
     validate_runs(spec.models, [p.run_dir for p in runs], resume, overwrite)
-    if resume:  # --resume that matches no existing run says so (issue 14)
+    if resume:  # --resume that matches no existing run says so (README "Run-directory integrity")
         from probes.train.layout import check_resume_matches
 
         check_resume_matches([(p.run_dir, p.config.to_dict()) for p in runs])

@@ -1,6 +1,6 @@
 """probes: synthetic retrieval diagnostics for Transformer and state-space language models.
 
-The top-level folders of the repository map under this namespace (SPEC §6):
+The top-level folders of the repository map under this namespace (README "Layout"):
 ``probes.synthetic`` (generators), ``probes.analysis`` (metrics, reports, figures), ``probes.cli`` (the CLI).
 
 The notebook API (README "Python API") is re-exported here: the task generators and their configs,

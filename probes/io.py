@@ -2,7 +2,7 @@
 
 Everything the toolkit writes goes to a temporary file in the destination directory and is renamed over the
 destination only when complete (rename is atomic on POSIX within one filesystem). Three guarantees beyond
-that (issue 14, point 5):
+that (README "Run-directory integrity"):
 
 - **Modes.** The final file gets ``0o666 & ~umask`` like any file ``open()`` creates, even when the writer
   (safetensors, ``tempfile``) made it ``0600``: a colleague on a shared cluster can read the results.

@@ -1,4 +1,4 @@
-"""JSON Lines export of any task (SPEC §1 format for grounding) with a manifest beside it.
+"""JSON Lines export of any task (README "The grounding task and its generator" for the format) with a manifest beside it.
 
 Samples are generated in chunks and serialised with orjson straight from numpy rows, so an export is bound
 by the disk, not by a Python loop over tokens. Output goes to a temporary file renamed on success.

@@ -1,4 +1,4 @@
-"""The synthetic grounding task (SPEC §1): find the query's position in a context of new tokens.
+"""The synthetic grounding task (Shaking Up VLMs §5.3.2, Fig. 5; App. C.4): find the query's position in a context of new tokens.
 
 Sample ``i`` of a split draws ``L`` distinct context tokens from a pool of ``P`` new tokens, the target
 position ``k = i mod L`` (exact balance for every prefix of the index range) and the query ``q = c_{k+1}``.

@@ -1,4 +1,4 @@
-"""The shared training engine (issue 13, point 1): data order and shards, the step, processes."""
+"""The shared training engine (README "One engine, one or many processes"): data order and shards, the step, processes."""
 
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ def test_status_reads_states_from_run_dirs(tmp_path):
     (failed / "summary.json").write_text(json.dumps(base | {"status": "failed", "error": "RuntimeError: CUDA out of memory"}))
     from probes.train.lock import writer_lock
 
-    with writer_lock(running):  # "running" needs a live writer (issue 14): its lock held
+    with writer_lock(running):  # "running" needs a live writer (README "Run-directory integrity"): its lock held
         states = {s.name: s for s in collect(tmp_path)}
     assert [states[d.name].state for d in (pending, running, finished, interrupted, failed)] == [
         "pending", "running", "finished", "interrupted", "failed"]

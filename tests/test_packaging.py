@@ -1,4 +1,4 @@
-"""Packaging (SPEC §6): every source folder is a listed package, imported under the probes namespace."""
+"""Packaging (README "Layout"): every source folder is a listed package, imported under the probes namespace."""
 
 from pathlib import Path
 

@@ -19,7 +19,7 @@ from probes_cli import PROBES
 
 pytestmark = pytest.mark.slow
 
-GROUNDING_KEYS = ["context", "query", "target_position", "input_ids", "label"]  # SPEC §1, in this order
+GROUNDING_KEYS = ["context", "query", "target_position", "input_ids", "label"]  # the README export format, in this order
 
 OK = {
     "grounding": ["--len", "6", "--n", "50", "--split", "heldout", "--seed", "3", "--out", "{d}/g.jsonl"],

@@ -101,7 +101,7 @@ def test_pruning_cost_rows_and_counter_agreement() -> None:
         # not model depend on the installed versions, so they are measured here rather than assumed:
         # - attention: counted when SDPA runs a kernel the counter has a formula for, else not at all;
         # - RoPE's frequency table: transformers versions that build it with a matmul (`inv_freq @ positions`,
-        #   e.g. 5.17 on the H100 machine of issue 12: +36 FLOPs at T=9) are counted; 5.24 multiplies
+        #   e.g. 5.17 on an H100 machine: +36 FLOPs at T=9) are counted; 5.24 multiplies
         #   elementwise (0). The analytical count has no term for it.
         t = r["seq_len"]
         attention = 2 * 4 * t * t * 64

@@ -1,4 +1,4 @@
-"""Training-step cost of several backbones on the grounding probe, and the GPU targets of issue 12.
+"""Training-step cost of several backbones on the grounding probe, and the GPU targets of README "Performance".
 
 On a CPU the models are stepped alternately (``A B C A B C …``) after one warm-up step each, so machine load
 hits every model alike; the ratio of medians to the first model is the number to read. On CUDA the default
@@ -8,7 +8,7 @@ under bf16 autocast like the trainer, and model FLOP utilisation (MFU) is report
 dense bf16 peak (see :data:`probes.bench.timing.PEAK_BF16`). ``compile`` wraps the backbone in
 ``torch.compile`` (opt-in: compile time is excluded, it happens in the warm-up step).
 
-``paper_targets`` adds the rows of issue 12 point 3 (one H100 80GB, B=64, L=200, bf16): Mamba-1.4B-shape
+``paper_targets`` adds the target rows of README "Performance" (one H100 80GB, B=64, L=200, bf16): Mamba-1.4B-shape
 step ≤ 1.5x the Pythia-1.4B-shape step with peak ≤ 40 GB, mamba-small ≤ 2x pythia-small, Pythia-1.4B-shape
 ≥ 45% MFU; each row says what was measured and whether the target is met.
 """

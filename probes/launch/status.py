@@ -9,7 +9,7 @@ killer, or the machine went down). For dead, interrupted and stopped runs the de
 re-running a launcher) will do: continue from the newest verified checkpoint, restart from step 0 when there is
 no checkpoint (:func:`probes.train.checkpoint.resume_point`, the rule every entry point shares), or refuse.
 
-``running`` is never taken from ``summary.json`` alone (issue 14, point 3). The writer lock
+``running`` is never taken from ``summary.json`` alone (README "Run-directory integrity"). The writer lock
 (:mod:`probes.train.lock`) decides: held means a live writer. Where it cannot tell (no lock file, a
 filesystem without ``flock``, or a writer on another host whose lock this host may not see), the summary's
 heartbeat decides: a run whose heartbeat is older than :data:`STALE_S` is dead.

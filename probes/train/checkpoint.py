@@ -1,4 +1,4 @@
-"""Checkpoints for exact resume, shared by the probe trainer and the VLM trainer (issue 14, point 2).
+"""Checkpoints for exact resume, shared by the probe trainer and the VLM trainer (README "Run-directory integrity").
 
 Layout: ``checkpoint/`` (newest) and ``checkpoint.old/`` (the one before; ``checkpoint.old2/`` … when more
 are kept, ``save_total_limit``), each holding accelerate's
@@ -316,7 +316,7 @@ def restore_scheduler(scheduler: Any, saved: dict[str, Any] | None, step: int) -
 def save_accelerate_checkpoint(acc: Any, run_dir: Path, state: dict[str, Any], keep: int = 2) -> None:
     """``accelerate.save_state`` (model and optimizer, sharded under FSDP / DeepSpeed) into
     ``checkpoint.new/``, then :func:`finish` on the main process. Register no custom objects with
-    accelerate: it pickles them and unpickles them with ``weights_only=False`` on resume (issue 14, point 6);
+    accelerate: it pickles them and unpickles them with ``weights_only=False`` on resume (README "Run-directory integrity");
     scheduler and loop state go into ``state.json`` instead."""
     acc.wait_for_everyone()
     if acc.is_main_process:

@@ -1,4 +1,4 @@
-"""Run configuration: what a probe run is, as recorded in its run directory (SPEC §2 defaults).
+"""Run configuration: what a probe run is, as recorded in its run directory (defaults: the paper's App. C.4 protocol).
 
 One config system: these are pydantic dataclasses (like the VLM's pydantic models), so every field is
 type-checked on construction (``--init-seed 1.7`` or ``lr: inf`` are errors, not truncations), unknown keys are

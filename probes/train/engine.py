@@ -1,4 +1,4 @@
-"""The training engine every trainer shares (issue 13, point 1): device and processes, the optimisation step,
+"""The training engine every trainer shares (README "One engine, one or many processes"): device and processes, the optimisation step,
 checkpoints, the run's end states and its environment record, all on accelerate.
 
 The probe trainer (:mod:`probes.train.loop`), the VLM trainer (:mod:`probes.vlm.train`) and ``probes bench

@@ -1,4 +1,4 @@
-"""The paper's grid (SPEC §2): learning rates × init seeds × models, one run directory each."""
+"""The paper's grid (App. C.4): learning rates × init seeds × models, one run directory each."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Every entry point that writes a run directory (``probes synth`` without a launcher, the launcher workers,
 ``probes vlm train``) holds this lock for as long as it writes, so a second writer (the same command run
 twice, a ``--resume`` or an ``--overwrite`` of a live run) stops with one line naming the holder instead of
-interleaving its metrics with the first one's (issue 14, point 1). The file stays in the directory after
+interleaving its metrics with the first one's (README "Run-directory integrity"). The file stays in the directory after
 the writer ends (deleting a lock file races with the next locker); it then records the last holder.
 
 The lock file holds JSON ``{"pid", "host", "started"}`` of the holder. ``probes status`` asks the lock

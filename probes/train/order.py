@@ -1,6 +1,6 @@
 """Data order: which training examples global step ``s`` uses, as a pure function of ``(seed, s)``.
 
-Both trainers draw batches this way (issue 13): the example indices ``0 … n-1`` are shuffled once per epoch
+Both trainers draw batches this way (README "One engine, one or many processes"): the example indices ``0 … n-1`` are shuffled once per epoch
 by a permutation seeded with ``seed · stride + epoch``, the epochs are concatenated, and step ``s`` takes
 global positions ``[s·B, (s+1)·B)``. Nothing about the order lives in a checkpoint except the step, so a
 resumed run replays exactly the batches an uninterrupted one would have seen, and every model of a grid

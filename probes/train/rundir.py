@@ -2,7 +2,7 @@
 
 Every file is replaced atomically; ``metrics.jsonl`` is append-only and, on resume, cut back to the last
 checkpoint so that a resumed run's metrics are identical to an uninterrupted run's. The helpers here are
-shared by both trainers (issue 14): preparing a directory under its writer lock, cleaning what a killed
+shared by both trainers (README "Run-directory integrity"): preparing a directory under its writer lock, cleaning what a killed
 writer left, reading back torn metrics, and naming the fields in which a resumed config differs.
 """
 

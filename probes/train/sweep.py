@@ -1,6 +1,6 @@
 """A sweep: every run one `probes synth` command (or one config file) asks for, as one validated spec.
 
-The paper's protocol (SPEC §2) is a grid: models × lengths × orders × learning rates × init seeds, each run
+The paper's protocol (App. C.4) is a grid: models × lengths × orders × learning rates × init seeds, each run
 with the same data and data order. :class:`SweepSpec` holds that grid with every training field, so a YAML
 file can set anything a flag can (``--config FILE.yaml``; flags given on the command line override the
 file's values). Keys are the flags' names with ``_`` for ``-`` (one name per concept): ``models`` (or
