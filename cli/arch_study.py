@@ -38,16 +38,17 @@ def arch_study(
     ),
     runs_dir: Annotated[Path, typer.Option("--runs", help="Run directories (seeded model checkpoints beside it, "
                                            "in RUNS-models/).")] = Path("runs/arch_study"),
-    models: Annotated[str, typer.Option(help="Comma-separated presets.")] = "pythia-tiny,mamba-tiny,mamba2-tiny,"
-    "hybrid-tiny",
-    lengths: Annotated[str, typer.Option(help="Comma-separated context lengths L.")] = "4,6",
+    models: Annotated[str, typer.Option(help="Comma-separated presets.")] = "pythia-tiny,mamba-tiny",
+    lengths: Annotated[str, typer.Option(help="Comma-separated context lengths L.")] = "10,16",
     orders: Annotated[str, typer.Option(help="suffix and/or prefix.")] = "suffix,prefix",
-    seeds: Annotated[str, typer.Option(help="Init seeds: each builds the whole model and the new rows.")] = "0,1,2",
-    lr: Annotated[float, typer.Option(help="Learning rate (tiny models start from scratch).")] = 1e-3,
-    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 1500,
-    eval_every: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 50,
+    seeds: Annotated[str, typer.Option(help="Model seeds: each builds the whole model and the new rows.")] = "0,1,2,3,4",
+    lrs: Annotated[str, typer.Option(help="Learning rates; each cell is reported at its best one.")] = "3e-4,1e-3,3e-3",
+    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 3000,
+    eval_every: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 30,
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 1000,
     n_train: Annotated[int, typer.Option(help="Training set size.")] = 200_000,
+    stop_after_bands: Annotated[bool, typer.Option(help="Stop early only once every position band has reached "
+                                                   "the threshold (the last band is then not censored).")] = True,
     workers: Annotated[int, typer.Option(help="Runs trained at once (one process each).")] = 2,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
 ) -> None:
@@ -62,12 +63,13 @@ def arch_study(
 
     cfg = StudyConfig(
         models=_split(models, "--models"), lengths=_split(lengths, "--lengths", int),
-        orders=_split(orders, "--orders"), seeds=_split(seeds, "--seeds", int), lr=lr, max_steps=max_steps,
-        eval_every=eval_every, eval_samples=eval_samples, n_train=n_train,
+        orders=_split(orders, "--orders"), seeds=_split(seeds, "--seeds", int), lrs=_split(lrs, "--lrs", float),
+        max_steps=max_steps, eval_every=eval_every, eval_samples=eval_samples, n_train=n_train,
+        stop_after_bands=stop_after_bands,
     )  # fmt: skip
     check_study_file(cfg, runs_dir)
     t0 = time.perf_counter()
-    n_runs = len(cfg.models) * len(cfg.lengths) * len(cfg.orders) * len(cfg.seeds)
+    n_runs = len(cfg.models) * len(cfg.lengths) * len(cfg.orders) * len(cfg.seeds) * len(cfg.lrs)
     done = 0
 
     def on_event(result: Any) -> None:
