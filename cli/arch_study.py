@@ -52,10 +52,11 @@ def arch_study(
     workers: Annotated[int, typer.Option(help="Runs trained at once (one process each).")] = 2,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
 ) -> None:
-    """Train Pythia / Mamba / Mamba-2 / hybrid presets over lengths x orders x seeds, then report and draw.
+    """Train presets over lengths x orders x lrs x model seeds, then report each cell at its best lr and draw.
 
-    The report gives median steps to 0.95 with 95% bootstrap intervals and the learning order, beside
-    heatmaps and curves. Re-running the same command skips finished runs and resumes interrupted ones.
+    The report gives median steps to 0.95 with exact intervals at their real coverage, the learning order
+    (censored bands named), the per-lr table and the paper's claims, beside heatmaps and curves. Re-running
+    the same command skips finished runs and resumes interrupted ones.
 
     Example: probes arch-study --out figures/arch_study --runs runs/arch_study
     """
@@ -104,8 +105,13 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
     labels = read_labels(runs_dir)
     runs = [_as_preset(load_run(r.planned.run_dir), labels) for r in plan_study(cfg, runs_dir)]
     written: list[Path] = []
-    report = build_report(runs)
+    regime = (f"tiny from scratch ({', '.join(cfg.models)}); L = {'/'.join(map(str, cfg.lengths))}; "
+              f"best of lrs {'/'.join(f'{x:g}' for x in cfg.lrs)}; {len(cfg.seeds)} model seeds; "
+              f"budget {cfg.max_steps} steps")
+    report = build_report(runs, best_lr=True, regime=regime)
     written += write_report(report, out)
+    kept = {m.run.name for m in report.runs}
+    runs = [r for r in runs if r.name in kept]  # figures show each cell at its best lr, as the report does
     for length in cfg.lengths:
         subset = [r for r in runs if r.length == length]
         fig, _ = plot_heatmaps(subset)
@@ -116,19 +122,22 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
     for table in rich_tables(report):
         stdout.print(table)
     env = runs[0].env if runs else {}
+    best = {f"{g.key.model} L={g.key.length} {g.key.order}": g.runs[0].run.lr for g in report.groups if g.runs}
     record = {
         "command": shlex.join(["probes", *sys.argv[1:]]),
         "config": cfg.to_dict(),
         "wall_time_s": round(train_wall, 1),
+        "best_lr": best,
         "cpu_count": os.cpu_count(),
         "env": env,
         "runs": {
             r.name: {
                 "preset": r.model, "model_seed": labels[r.name]["model_seed"], "length": r.length, "order": r.order,
+                "lr": r.lr,
                 **{k: (r.summary or {}).get(k) for k in ("status", "reached", "steps_to_threshold", "final_acc",
                                                          "best_acc", "steps_done", "wall_time", "mamba_path")},
             }
-            for r in runs
+            for r in [_as_preset(load_run(p.planned.run_dir), labels) for p in plan_study(cfg, runs_dir)]
         },
     }  # fmt: skip
     atomic_write_json(out / "study.json", record)
