@@ -5,10 +5,11 @@ the models as each does at its best one; a single shared lr instead measures how
 each architecture. A *cell* is (task, length, order, model); within it, each lr's runs (the seeds) give a
 censored median of steps to threshold (:func:`probes.analysis.metrics.censored_median`).
 
-Ranking rule, in order: an exact median beats a median that is only a lower bound (some runs did not reach);
-lower exact medians win; among lower bounds, more runs reached wins; remaining ties go to the smaller lr.
-Selecting the lr on the same seeds that are then reported favours every model alike (each gets its best of
-three), so comparisons between models stay fair, though each cell's level is slightly optimistic.
+The choice is :func:`probes.analysis.aggregate.best_lr` (the rule the figures' ``--best-lr`` uses: smallest
+median steps with not-reached runs as never reaching, then the higher median best accuracy, then the smaller
+lr); this module adds the per-lr table a report prints beside it. Selecting the lr on the same seeds that are
+then reported favours every model alike (each gets its best of three), so comparisons between models stay
+fair, though each cell's level is slightly optimistic.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .aggregate import best_lr
 from .metrics import GroupKey, RunMetrics, Value, censored_median, group_key
 
 
@@ -30,11 +32,6 @@ class LrCell:
     reached: int
     median: Value
 
-    def rank(self) -> tuple[float, int, float]:
-        """Smaller is better (see the module docstring)."""
-        exact = self.median.exact and not math.isnan(self.median.value)
-        return (self.median.value if exact else math.inf, -self.reached, self.lr)
-
 
 def per_lr(metrics: Iterable[RunMetrics]) -> list[LrCell]:
     """Every (cell, lr) with its runs' censored median steps, sorted by cell then lr."""
@@ -47,13 +44,12 @@ def per_lr(metrics: Iterable[RunMetrics]) -> list[LrCell]:
     ]
 
 
-def best_lrs(cells: Sequence[LrCell]) -> dict[GroupKey, float]:
-    """The winning lr of every cell under the ranking rule."""
-    best: dict[GroupKey, LrCell] = {}
-    for c in cells:
-        if c.key not in best or c.rank() < best[c.key].rank():
-            best[c.key] = c
-    return {k: c.lr for k, c in best.items()}
+def best_lrs(metrics: Sequence[RunMetrics]) -> dict[GroupKey, float]:
+    """The best lr of every cell (:func:`probes.analysis.aggregate.best_lr`), at each run's own threshold."""
+    cells: dict[GroupKey, list[RunMetrics]] = {}
+    for m in metrics:
+        cells.setdefault(group_key(m.run), []).append(m)
+    return {key: best_lr([m.run for m in ms], ms[0].threshold) for key, ms in cells.items()}
 
 
 def keep_best(metrics: Sequence[RunMetrics], best: dict[GroupKey, float]) -> list[RunMetrics]:

@@ -80,7 +80,7 @@ def build_report(
     cells: tuple[LrCell, ...] = ()
     if best_lr:
         cells = tuple(per_lr(metrics))
-        metrics = keep_best(metrics, best_lrs(cells))
+        metrics = keep_best(metrics, best_lrs(metrics))
     metrics.sort(
         key=lambda m: (
             m.run.task,

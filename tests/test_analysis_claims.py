@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 from analysis_fixtures import ramp, write_run
-
 from probes.analysis.best_lr import best_lrs, keep_best, per_lr
 from probes.analysis.claims import difference_interval, judge_claims
 from probes.analysis.metrics import run_metrics, summarize_groups, tie_tolerance
@@ -20,18 +19,18 @@ def _run(root: Path, name: str, reach: list[int], **kw) -> object:
     return load_run(write_run(root, name, ramp(30, 9, reach), max_steps=300, **kw))
 
 
-def test_best_lr_prefers_the_lower_exact_median_and_exact_over_censored(tmp_path: Path) -> None:
+def test_per_lr_table_and_best_lr_prefer_the_lower_exact_median(tmp_path: Path) -> None:
     runs = [_run(tmp_path, f"a{s}", [5] * 9, lr=1e-3, init_seed=s) for s in range(3)]
     runs += [_run(tmp_path, f"b{s}", [3] * 9, lr=3e-3, init_seed=s) for s in range(3)]
     runs += [_run(tmp_path, f"c{s}", [40] * 9, lr=3e-4, init_seed=s) for s in range(3)]  # never reaches
     metrics = [run_metrics(r) for r in runs]
     cells = per_lr(metrics)
     assert [(c.lr, c.reached, str(c.median)) for c in cells] == [(3e-4, 0, ">300"), (1e-3, 3, "60"), (3e-3, 3, "40")]
-    (best,) = best_lrs(cells).values()
+    (best,) = best_lrs(metrics).values()
     assert best == 3e-3
-    assert {m.run.name for m in keep_best(metrics, best_lrs(cells))} == {"b0", "b1", "b2"}
+    assert {m.run.name for m in keep_best(metrics, best_lrs(metrics))} == {"b0", "b1", "b2"}
     # without the fast lr, a censored median loses to any exact one
-    assert list(best_lrs(per_lr([m for m in metrics if m.run.lr != 3e-3])).values()) == [1e-3]
+    assert list(best_lrs([m for m in metrics if m.run.lr != 3e-3]).values()) == [1e-3]
 
 
 def test_paired_difference_interval_handles_one_sided_censoring() -> None:
