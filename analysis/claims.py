@@ -81,7 +81,8 @@ def difference_interval(pairs: Sequence[tuple[float, float]], level: float = 0.9
         pos, neg = (pos, 0) if pos >= neg else (0, neg)
     if neg:  # interval of b - a (only +inf), then mirrored
         iv = median_interval([-d for d in finite] + [math.inf] * neg, level)
-        return Interval(-iv.estimate, -iv.high, -iv.low, iv.coverage, iv.n, iv.method), unsigned
+        low, high = (None, None) if not iv.available else (-iv.high, -iv.low)  # type: ignore[operator]
+        return Interval(-iv.estimate, low, high, iv.coverage, iv.n, iv.method), unsigned
     if not finite and not pos:
         return None, unsigned
     return median_interval(finite + [math.inf] * pos, level), unsigned

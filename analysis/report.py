@@ -195,8 +195,11 @@ def ratio_rows(report: Report) -> list[dict[str, Any]]:
     ]
 
 
-def _ci_num(x: float) -> int | float | str:
-    """A CI bound for CSV: ``inf`` (parsed as infinity by csv readers and pandas) when it is "not reached"."""
+def _ci_num(x: float | None) -> int | float | str:
+    """A CI bound for CSV: ``inf`` (parsed as infinity by csv readers and pandas) when it is "not reached",
+    empty when there is no interval (n = 1)."""
+    if x is None:
+        return ""
     if math.isinf(x):
         return "inf"
     return int(x) if float(x).is_integer() else round(x, 4)
