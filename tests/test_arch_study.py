@@ -104,8 +104,8 @@ def test_arch_study_command_end_to_end(tmp_path: Path) -> None:
 
 def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path: Path) -> None:
     """In process (``workers=0``): the same skip / resume rule as the launcher, without process start-up."""
-    cfg = StudyConfig(models=("pythia-tiny",), lengths=(4,), orders=("suffix",), seeds=(0,), max_steps=10,
-                      eval_every=5, eval_samples=64, n_train=640)
+    cfg = StudyConfig(models=("pythia-tiny",), lengths=(4,), orders=("suffix",), seeds=(0,), lrs=(1e-3,),
+                      max_steps=10, eval_every=5, eval_samples=64, n_train=640)
     runs = tmp_path / "runs"
     (first,) = run_study(cfg, runs, workers=0)
     assert first.status == "finished"

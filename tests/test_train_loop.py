@@ -108,7 +108,7 @@ def test_cli_synth_end_to_end(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     runs = sorted(p.name for p in tmp_path.iterdir())
-    assert runs == ["mamba-tiny-grounding-L4-suffix-lr0.001-mean0", "pythia-tiny-grounding-L4-suffix-lr0.001-mean0"]
+    assert runs == ["mamba-tiny-grounding-L4-suffix-lr0.001-gaussian0", "pythia-tiny-grounding-L4-suffix-lr0.001-gaussian0"]
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
     assert again.stderr.strip().startswith("error:") and len(again.stderr.strip().splitlines()) == 1
