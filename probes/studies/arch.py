@@ -238,7 +238,9 @@ def run_study(
     for preset in cfg.models:
         for seed in cfg.seeds:
             ensure_model(runs_dir, preset, seed)
-    queue = sorted(runs, key=lambda r: (-_COST.get(r.preset, 1.0) * r.length, r.planned.config.run_name))
+    # seed-major: every arm of seed 0 before any of seed 1, so a study stopped part-way (or still running) has
+    # whole paired seeds to report; within a seed the slow models first, so workers finish close together
+    queue = sorted(runs, key=lambda r: (r.seed, -_COST.get(r.preset, 1.0) * r.length, r.planned.config.run_name))
     if workers == 0:
         results = []
         for r in queue:
@@ -256,5 +258,5 @@ def run_study(
     return [by_dir[r.planned.run_dir] for r in runs]
 
 
-# Relative CPU cost per step (measured at L=10, B=64, 1 thread): only orders the queue, never the results.
+# Relative CPU cost per step (measured at L=10, B=64, 1 thread): only orders the queue within a seed.
 _COST = {"pythia-tiny": 1.0, "mamba-tiny": 2.2, "mamba-tiny-s1": 2.2, "mamba-tiny-s4": 2.2, "mamba2-tiny": 2.2, "hybrid-tiny": 2.5, "zamba2-tiny": 4.6}
