@@ -98,12 +98,21 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
     from probes.analysis.figure import save_figure
     from probes.analysis.heatmap import plot_heatmaps
     from probes.analysis.report import build_report, rich_tables, write_report
-    from probes.analysis.rundir import load_run
+    from probes.analysis.rundir import describe_unfinished, load_run, split_unfinished
 
     from probes.studies.arch import plan_study, read_labels
 
     labels = read_labels(runs_dir)
-    runs = [_as_preset(load_run(r.planned.run_dir), labels) for r in plan_study(cfg, runs_dir)]
+    planned = plan_study(cfg, runs_dir)
+    started = [_as_preset(load_run(r.planned.run_dir), labels) for r in planned
+               if (r.planned.run_dir / "config.json").is_file()]
+    runs, unfinished = split_unfinished(started)  # as `probes report`: a run still training has no final numbers
+    not_started = [r.planned.config.run_name for r in planned if (r.planned.run_dir / "config.json").is_file() is False]
+    if unfinished or not_started:
+        console.print(f"arch-study: reporting {len(runs)} finished of {len(planned)} planned runs; "
+                      f"{describe_unfinished(unfinished) if unfinished else ''}"
+                      f"{'; ' if unfinished and not_started else ''}"
+                      f"{f'{len(not_started)} not started' if not_started else ''}")
     written: list[Path] = []
     regime = (f"tiny from scratch ({', '.join(cfg.models)}); L = {'/'.join(map(str, cfg.lengths))}; "
               f"best of lrs {'/'.join(f'{x:g}' for x in cfg.lrs)}; {len(cfg.seeds)} model seeds; "
@@ -114,10 +123,13 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
     runs = [r for r in runs if r.name in kept]  # figures show each cell at its best lr, as the report does
     for length in cfg.lengths:
         subset = [r for r in runs if r.length == length]
+        if not subset:
+            continue
         fig, _ = plot_heatmaps(subset)
         written += save_figure(fig, out / f"heatmaps_L{length}.png")
-    fig, _ = plot_curves(runs)
-    written += save_figure(fig, out / "curves.png")
+    if runs:
+        fig, _ = plot_curves(runs)
+        written += save_figure(fig, out / "curves.png")
     stdout = stdout_console()
     for table in rich_tables(report):
         stdout.print(table)
@@ -128,6 +140,7 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
         "config": cfg.to_dict(),
         "wall_time_s": round(train_wall, 1),
         "best_lr": best,
+        "not_finished": sorted([r.name for r in unfinished] + not_started),
         "cpu_count": os.cpu_count(),
         "env": env,
         "runs": {
@@ -137,7 +150,7 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
                 **{k: (r.summary or {}).get(k) for k in ("status", "reached", "steps_to_threshold", "final_acc",
                                                          "best_acc", "steps_done", "wall_time", "mamba_path")},
             }
-            for r in [_as_preset(load_run(p.planned.run_dir), labels) for p in plan_study(cfg, runs_dir)]
+            for r in started
         },
     }  # fmt: skip
     atomic_write_json(out / "study.json", record)
