@@ -51,6 +51,8 @@ def arch_study(
                                                    "the threshold (the last band is then not censored).")] = True,
     workers: Annotated[int, typer.Option(help="Runs trained at once (one process each).")] = 2,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
+    report_only: Annotated[bool, typer.Option(help="Train nothing: draw the report and figures from the runs "
+                                              "finished so far (a study stopped part-way).")] = False,
 ) -> None:
     """Train presets over lengths x orders x lrs x model seeds, then report each cell at its best lr and draw.
 
@@ -69,6 +71,12 @@ def arch_study(
         stop_after_bands=stop_after_bands,
     )  # fmt: skip
     check_study_file(cfg, runs_dir)
+    if report_only:
+        if not (runs_dir / "study.json").is_file():
+            raise UserError(f"{runs_dir} holds no study (no study.json): run the study first")
+        for path in write_outputs(cfg, runs_dir, out, None):
+            console.print(f"wrote {path}")
+        return
     t0 = time.perf_counter()
     n_runs = len(cfg.models) * len(cfg.lengths) * len(cfg.orders) * len(cfg.seeds) * len(cfg.lrs)
     done = 0
@@ -92,8 +100,10 @@ def arch_study(
         raise typer.Exit(1)
 
 
-def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> list[Path]:
-    """Report, heatmaps per length, curves and ``study.json`` (command, machine, per-run outcome) in ``out``."""
+def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float | None) -> list[Path]:
+    """Report, heatmaps per length, curves and ``study.json`` (command, machine, per-run outcome) in ``out``.
+    ``train_wall``: the command's own training time; ``None`` for ``--report-only`` (the runs' summed wall
+    times are recorded either way)."""
     from probes.analysis.curves import plot_curves
     from probes.analysis.figure import save_figure
     from probes.analysis.heatmap import plot_heatmaps
@@ -138,7 +148,8 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> lis
     record = {
         "command": shlex.join(["probes", *sys.argv[1:]]),
         "config": cfg.to_dict(),
-        "wall_time_s": round(train_wall, 1),
+        "wall_time_s": None if train_wall is None else round(train_wall, 1),
+        "runs_wall_time_s": round(sum(float((r.summary or {}).get("wall_time") or 0.0) for r in started), 1),
         "best_lr": best,
         "not_finished": sorted([r.name for r in unfinished] + not_started),
         "cpu_count": os.cpu_count(),

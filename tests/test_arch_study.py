@@ -126,3 +126,10 @@ def test_arch_study_unknown_model_is_one_line_exit_2(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists() and not (tmp_path / "f").exists()
+
+
+def test_report_only_without_a_study_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = subprocess.run([*PROBES, "arch-study", "--report-only", "--out", str(tmp_path / "f"),
+                          "--runs", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: ") and "no study" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "f").exists()
