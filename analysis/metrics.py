@@ -27,8 +27,8 @@ import numpy as np
 
 from probes.families import has_ssm_layers, is_transformer
 
+from .intervals import Interval, median_interval
 from .rundir import Run
-from .stats import MedianCI, bootstrap_median_ci
 
 Bound = Literal["exact", "lower", "upper", "unknown"]
 Criterion = Literal["mean", "all"]
@@ -147,19 +147,35 @@ def band_steps(run: Run, threshold: float | None = None, criterion: Criterion = 
     return out
 
 
+#: Bands whose first crossings lie within this share of the step budget are tied: the paper evaluates every
+#: 1 % of the budget and reads the learning order off those ticks (§5.3, Fig. 7), so crossings inside one of
+#: its ticks cannot be told apart there either.
+TIE_FRACTION = 0.01
+
+
+def tie_tolerance(run: Run, fraction: float = TIE_FRACTION) -> int:
+    """Steps within which two bands count as tied: ``fraction`` of the run's budget, at least one eval interval
+    (the finest difference the run's own evaluations can show)."""
+    budget = int(run.config.get("train", {}).get("max_steps", 0) or 0)
+    return max(run.eval_interval, int(round(fraction * budget)))
+
+
 def run_metrics(
     run: Run,
     threshold: float | None = None,
     band_threshold: float | None = None,
     criterion: Criterion = "mean",
+    tie_fraction: float = TIE_FRACTION,
 ) -> RunMetrics:
-    """Steps/samples to ``threshold`` and learning order at ``band_threshold`` (both default to the run's)."""
+    """Steps/samples to ``threshold`` and learning order at ``band_threshold`` (both default to the run's);
+    bands tie within :func:`tie_tolerance`."""
     t = run.threshold if threshold is None else threshold
     bt = t if band_threshold is None else band_threshold
     steps, samples = steps_to_threshold(run, t)
     bands = band_steps(run, bt, criterion)
     positions = run.num_positions if run.evals else None
-    return RunMetrics(run, t, steps, samples, bands, learning_order(bands, run.eval_interval, positions))
+    order = learning_order(bands, tie_tolerance(run, tie_fraction), positions)
+    return RunMetrics(run, t, steps, samples, bands, order)
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -169,7 +185,7 @@ def learning_order(bands: Mapping[str, Value], interval: int, num_positions: int
     """A readable verdict such as ``"end → beginning → middle"``.
 
     Bands that reach the threshold within ``interval`` steps of the first band of their group are tied
-    (``"beginning = end"``); ``"uniform"`` means all three reached within one eval interval of each other.
+    (``"beginning = end"``); ``"uniform"`` means all three reached within ``interval`` of each other.
     Bands that never reached (censored steps) are listed last as ``"(… not reached)"``.
     """
     if num_positions is not None and num_positions < len(BANDS):
@@ -268,11 +284,18 @@ class GroupSummary:
     order: str  # verdict from the band medians
     agreement: int  # runs whose own verdict equals ``order``
     expected: str
-    steps_ci: MedianCI  # bootstrap interval of the median steps; inf = "not reached" (analysis/stats.py)
+    steps_ci: Interval  # exact order-statistic interval of the median steps at its real coverage; inf = not reached
 
     @property
     def n_reached(self) -> int:
         return sum(m.reached for m in self.runs)
+
+    def censored_bands(self) -> str:
+        """Bands some run never saw reach the band threshold (their steps are lower bounds), with how many
+        runs: ``"middle (2/5)"``; ``"none"`` when every band of every run was observed."""
+        parts = [f"{b} ({n}/{len(self.runs)})" for b in BANDS
+                 if (n := sum(not m.band_steps[b].exact for m in self.runs))]
+        return ", ".join(parts) if parts else "none"
 
 
 def group_key(run: Run) -> GroupKey:
@@ -280,17 +303,23 @@ def group_key(run: Run) -> GroupKey:
 
 
 def censored_as_inf(values: Iterable[Value]) -> list[float]:
-    """Exact values as they are, lower-censored ones (not reached) as ``inf``: the input of the bootstrap."""
+    """Exact values as they are, lower-censored ones (not reached) as ``inf``: the input of the intervals.
+
+    Exact for order statistics when every censored value exceeds every exact one (a run that used its whole
+    budget without reaching): ``inf`` then sorts where the truth does."""
     return [v.value if v.exact else math.inf for v in values]
 
 
 def summarize_groups(
-    metrics: Iterable[RunMetrics], n_boot: int = 10000, level: float = 0.95, seed: int = 0
+    metrics: Iterable[RunMetrics], level: float = 0.95, tie_fraction: float = TIE_FRACTION
 ) -> list[GroupSummary]:
     """One :class:`GroupSummary` per (task, length, order, model), sorted.
 
-    ``steps_ci`` is the percentile-bootstrap interval (over the group's runs, ``n_boot`` resamples, fixed
-    ``seed``) of the median steps to threshold, with runs that did not reach it counted as never reaching.
+    ``steps_ci`` is the exact order-statistic (binomial) interval of the median steps to threshold over the
+    group's runs (:func:`probes.analysis.intervals.median_interval`): the narrowest symmetric pair of order
+    statistics with coverage >= ``level``, or [min, max] at its real, lower coverage when n is too small;
+    runs that did not reach count as never reaching. Learning-order ties: :func:`tie_tolerance` (the largest
+    of the group's runs).
     """
     groups: dict[GroupKey, list[RunMetrics]] = {}
     for m in metrics:
@@ -299,9 +328,9 @@ def summarize_groups(
     for key in sorted(groups):
         ms = groups[key]
         bands = {b: censored_median([m.band_steps[b] for m in ms]) for b in BANDS}
-        interval = max(m.run.eval_interval for m in ms)
+        tol = max(tie_tolerance(m.run, tie_fraction) for m in ms)
         sizes = [m.run.num_positions for m in ms if m.run.evals]
-        verdict = learning_order(bands, interval, min(sizes) if sizes else None)
+        verdict = learning_order(bands, tol, min(sizes) if sizes else None)
         out.append(
             GroupSummary(
                 key=key,
@@ -312,7 +341,7 @@ def summarize_groups(
                 order=verdict,
                 agreement=sum(m.order == verdict for m in ms),
                 expected=paper_expectation(key.family, key.order),
-                steps_ci=bootstrap_median_ci(censored_as_inf(m.steps for m in ms), n_boot, level, seed),
+                steps_ci=median_interval(censored_as_inf(m.steps for m in ms), level),
             )
         )
     return out

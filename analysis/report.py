@@ -1,4 +1,10 @@
-"""The paper's table: steps/samples to threshold per run, medians per group, Mamba/Pythia ratios, learning order.
+"""The paper's table: steps/samples to threshold per run, medians per group, Mamba/Pythia ratios, learning order,
+and the claims table (:mod:`probes.analysis.claims`).
+
+Every printed interval states its coverage and n (:class:`probes.analysis.intervals.Interval`): medians get the
+exact order-statistic interval at its real coverage (93.8 % at n = 5, 75 % at n = 3, 'n/a' at n = 1), never a
+nominal 95 % it does not have. With ``best_lr``, each (model, length, order) cell keeps the runs of its best
+learning rate (:mod:`probes.analysis.best_lr`) and the per-lr medians are a table of their own.
 
 One :class:`Report` is computed from run directories, then rendered three ways from the same numbers: rich
 tables for the terminal, CSV files for further analysis (numbers and their censoring bound in separate
@@ -21,8 +27,12 @@ from rich.table import Table
 
 from probes.io import atomic_path
 
+from .best_lr import LrCell, best_lrs, keep_best, per_lr
+from .claims import PAPER_REGIME, Claim, judge_claims
+from .intervals import Interval
 from .metrics import (
     BANDS,
+    TIE_FRACTION,
     Criterion,
     FamilyRatio,
     GroupSummary,
@@ -33,7 +43,6 @@ from .metrics import (
     summarize_groups,
 )
 from .rundir import Run
-from .stats import MedianCI
 
 FILES = ("report.md", "report.csv", "report_groups.csv", "report_ratios.csv")
 
@@ -47,7 +56,10 @@ class Report:
     band_threshold: float | None
     criterion: Criterion
     ci_level: float = 0.95
-    n_boot: int = 10000
+    tie_fraction: float = TIE_FRACTION
+    lr_cells: tuple[LrCell, ...] = ()  # with best_lr: every lr of every cell (runs keeps the best lr's)
+    claims: tuple[Claim, ...] = ()
+    regime: str = ""
 
 
 def build_report(
@@ -56,10 +68,19 @@ def build_report(
     band_threshold: float | None = None,
     criterion: Criterion = "mean",
     ci_level: float = 0.95,
-    n_boot: int = 10000,
+    tie_fraction: float = TIE_FRACTION,
+    best_lr: bool = False,
+    regime: str | None = None,
 ) -> Report:
-    """Metrics per run, medians (with a ``ci_level`` bootstrap interval of ``n_boot`` resamples) per group."""
-    metrics = [run_metrics(r, threshold, band_threshold, criterion) for r in runs]
+    """Metrics per run, medians per group with their exact interval (nominal ``ci_level``, printed at the real
+    coverage), learning order with ties within ``tie_fraction`` of the budget, and the claims table.
+    ``best_lr``: each cell at its best learning rate. ``regime``: what the runs are (default: their models,
+    lengths and lrs), printed beside every claim against the paper's regime."""
+    metrics = [run_metrics(r, threshold, band_threshold, criterion, tie_fraction) for r in runs]
+    cells: tuple[LrCell, ...] = ()
+    if best_lr:
+        cells = tuple(per_lr(metrics))
+        metrics = keep_best(metrics, best_lrs(metrics))
     metrics.sort(
         key=lambda m: (
             m.run.task,
@@ -71,10 +92,19 @@ def build_report(
             m.run.name,
         )
     )
-    groups = summarize_groups(metrics, n_boot=n_boot, level=ci_level)
-    return Report(
-        metrics, groups, family_ratios(groups), threshold, band_threshold, criterion, ci_level, n_boot
-    )
+    groups = summarize_groups(metrics, level=ci_level, tie_fraction=tie_fraction)
+    regime = regime if regime is not None else _regime(metrics, best_lr)
+    claims = tuple(judge_claims(groups, regime, ci_level))
+    return Report(metrics, groups, family_ratios(groups), threshold, band_threshold, criterion, ci_level,
+                  tie_fraction, cells, claims, regime)
+
+
+def _regime(metrics: Sequence[RunMetrics], best_lr: bool) -> str:
+    models = sorted({m.run.model for m in metrics})
+    lengths = sorted({m.run.length for m in metrics})
+    lrs = sorted({m.run.lr for m in metrics})
+    lr_text = "best of lrs " if best_lr else "lrs "
+    return f"{', '.join(models)}; L = {'/'.join(map(str, lengths))}; {lr_text}{'/'.join(f'{x:g}' for x in lrs)}"
 
 
 # --------------------------------------------------------------------------- rows (shared by every format)
@@ -131,15 +161,17 @@ def group_rows(report: Report) -> list[dict[str, Any]]:
             "reached": g.n_reached,
             "median_steps": _num(g.median_steps),
             "median_steps_bound": g.median_steps.bound,
-            "median_steps_ci_lo": _ci_num(g.steps_ci.lo),
-            "median_steps_ci_hi": _ci_num(g.steps_ci.hi),
+            "median_steps_ci_lo": _ci_num(g.steps_ci.low),
+            "median_steps_ci_hi": _ci_num(g.steps_ci.high),
+            "median_steps_ci_coverage": "" if g.steps_ci.coverage is None else round(g.steps_ci.coverage, 4),
             "median_samples": _num(g.median_samples),
             "median_samples_bound": g.median_samples.bound,
         }
         for b in BANDS:
             row[f"{b}_median_step"] = _num(g.band_medians[b])
             row[f"{b}_bound"] = g.band_medians[b].bound
-        row |= {"learning_order": g.order, "runs_agreeing": g.agreement, "paper_expectation": g.expected}
+        row |= {"learning_order": g.order, "censored_bands": g.censored_bands(), "runs_agreeing": g.agreement,
+                "paper_expectation": g.expected}
         rows.append(row)
     return rows
 
@@ -163,16 +195,19 @@ def ratio_rows(report: Report) -> list[dict[str, Any]]:
     ]
 
 
-def _ci_num(x: float) -> int | float | str:
-    """A CI bound for CSV: ``inf`` (parsed as infinity by csv readers and pandas) when it is "not reached"."""
+def _ci_num(x: float | None) -> int | float | str:
+    """A CI bound for CSV: ``inf`` (parsed as infinity by csv readers and pandas) when it is "not reached",
+    empty when there is no interval (n = 1)."""
+    if x is None:
+        return ""
     if math.isinf(x):
         return "inf"
     return int(x) if float(x).is_integer() else round(x, 4)
 
 
-def _ci_text(ci: MedianCI) -> str:
-    """``[1860, 2490]``, ``[1860, not reached]``: the printed form of a bootstrap interval."""
-    return "[" + ", ".join("not reached" if math.isinf(x) else f"{_ci_num(x)}" for x in ci[1:]) + "]"
+def _ci_text(ci: Interval) -> str:
+    """``[1860, 2490] (93.8 %, n=5)`` or ``n=1: interval n/a``: the interval with its real coverage."""
+    return ci.format("{:.0f}")
 
 
 def _num(v: Value) -> int | float | str:
@@ -214,12 +249,20 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
             str(g.median_samples),
             *(str(g.band_medians[b]) for b in BANDS),
             g.order,
+            g.censored_bands(),
             f"{g.agreement}/{len(g.runs)}",
             g.expected,
             _match(g),
         ]
         for g in report.groups
     ]
+    lr_rows = [
+        [c.key.model, str(c.key.length), c.key.order, f"{c.lr:g}", f"{c.reached}/{c.runs}", str(c.median),
+         "best" if c.lr == best.get(c.key) else ""]
+        for best in [{k: v for k, v in _best_of(report).items()}]
+        for c in report.lr_cells
+    ]
+    claims = [[c.claim, c.setting, c.verdict, c.evidence, c.regime] for c in report.claims]
     ratios = [
         [
             str(f.length),
@@ -233,7 +276,12 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
         for f in report.ratios
     ]
     bands = [f"{b} step" for b in BANDS]
-    ci_header = f"{report.ci_level:.0%} CI"
+    ci_header = "median [interval] (real coverage, n)"
+    lr_table = [(
+        "Steps to threshold per learning rate (each cell is reported at its best lr)",
+        ["model", "L", "order", "lr", "reached", "median steps", "kept"],
+        lr_rows,
+    )] if report.lr_cells else []
     return [
         (
             "Runs",
@@ -265,18 +313,30 @@ def _display_tables(report: Report) -> list[tuple[str, list[str], list[list[str]
                 "median samples",
                 *bands,
                 "learning order",
+                "censored bands",
                 "runs agreeing",
                 "paper",
                 "match",
             ],
             groups,
         ),
+        *lr_table,
         (
             "SSM / Transformer (Mamba / Pythia) ratio of median steps",
             ["L", "order", "SSM model", "Transformer model", "SSM median", "Transformer median", "ratio"],
             ratios,
         ),
+        (
+            f"Paper claims at this n (paper: {PAPER_REGIME})",
+            ["claim", "setting", "verdict", "numbers", "regime here"],
+            claims,
+        ),
     ]
+
+
+def _best_of(report: Report) -> dict[Any, float]:
+    """The kept lr of every cell (the lr of its reported runs)."""
+    return {g.key: g.runs[0].run.lr for g in report.groups if g.runs}
 
 
 def _match(g: GroupSummary) -> str:
@@ -294,32 +354,39 @@ def _legend(report: Report) -> str:
     crit = "band mean accuracy" if report.criterion == "mean" else "every position in the band"
     return (
         f"Threshold: {thr}. Learning order: first eval at which the {crit} reaches {bthr} threshold; bands are the "
-        "first/middle/last third of target positions; bands within one eval interval are tied ('='), 'uniform' = "
-        "all three within one interval. '>x': not reached / censored, the true value exceeds x; "
-        "'<x' smaller than x; '?' unknown. "
-        f"{report.ci_level:.0%} CI: percentile bootstrap of the median steps over the group's runs "
-        f"({report.n_boot} resamples, seed 0), a run that did not reach counting as never reaching; "
-        "'not reached' as a bound means the data cannot bound the median there."
+        "first/middle/last third of target positions; bands whose crossings lie within "
+        f"{report.tie_fraction:.0%} of the step budget (at least one eval interval) are tied ('='), 'uniform' = "
+        "all three within it. 'censored bands': bands some runs never saw reach the threshold (their step is a "
+        "lower bound). '>x': not reached / censored, the true value exceeds x; '<x' smaller than x; '?' unknown. "
+        "Intervals: exact order-statistic (binomial) interval of the median over the group's runs, the "
+        f"narrowest symmetric pair with coverage >= {report.ci_level:.0%}, else [min, max] at its real, lower "
+        "coverage; the coverage printed is the real one (n=1: n/a). A run that did not reach counts as never "
+        "reaching; an infinite bound means the data cannot bound the median there. Claims: paired by model "
+        "seed, judged on the median paired difference's interval (analysis/claims.py)."
     )
 
 
 # Columns the terminal leaves to report.md (per table): the run name already says model, length, order, lr
 # and seed, and samples are steps times the batch size.
-_TERMINAL_DROP = (
-    {"model", "L", "order", "lr", "init", "samples to thr."},
-    {"median samples", "runs agreeing"},
-    set(),
-)
+_TERMINAL_DROP: dict[str, set[str]] = {
+    "Runs": {"model", "L", "order", "lr", "init", "samples to thr."},
+    "Medians per model, length and order": {"median samples", "runs agreeing"},
+}
 _EMPTY_NOTE = "none: no SSM or hybrid runs share a task, length and order with Transformer runs"
+_EMPTY_CLAIMS = "none: no Pythia (gpt_neox) and Mamba-1 runs share a task, length and order"
+
+
+def _empty_note(title: str) -> str:
+    return _EMPTY_CLAIMS if title.startswith("Paper claims") else _EMPTY_NOTE
 
 
 def rich_tables(report: Report) -> list[Table]:
     """Compact terminal versions of the Markdown tables (the run table keeps the run name, not its parts)."""
     tables = []
-    for i, (title, header, rows) in enumerate(_display_tables(report)):
-        keep = [j for j, h in enumerate(header) if h not in _TERMINAL_DROP[i]]
+    for title, header, rows in _display_tables(report):
+        keep = [j for j, h in enumerate(header) if h not in _TERMINAL_DROP.get(title, set())]
         table = Table(
-            title=title, title_justify="left", header_style="bold", caption=None if rows else _EMPTY_NOTE
+            title=title, title_justify="left", header_style="bold", caption=None if rows else _empty_note(title)
         )
         for j in keep:
             table.add_column(header[j], overflow="fold")
@@ -334,7 +401,7 @@ def to_markdown(report: Report) -> str:
     for title, header, rows in _display_tables(report):
         parts += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        parts += ["", f"_{_EMPTY_NOTE}._"] if not rows else []
+        parts += ["", f"_{_empty_note(title)}._"] if not rows else []
         parts.append("")
     return "\n".join(parts)
 

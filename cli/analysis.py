@@ -162,14 +162,11 @@ def report(
     ] = "mean",
     select: SelectOpt = None,
     ci_level: Annotated[
-        float, typer.Option(help="Level of the bootstrap interval of median steps to threshold.")
+        float, typer.Option(help="Nominal level of the exact interval of median steps (printed at its real coverage).")
     ] = 0.95,
-    n_boot: Annotated[
-        int, typer.Option(min=100, help="Bootstrap resamples (seeded: same runs, same CI).")
-    ] = 10000,
     include_unfinished: UnfinishedOpt = False,
 ) -> None:
-    """Steps/samples to threshold, medians with bootstrap CIs, SSM/Transformer ratio and learning order.
+    """Steps/samples to threshold, medians with exact intervals, SSM/Transformer ratio, learning order, claims.
 
     Writes report.md, report.csv (per run), report_groups.csv and report_ratios.csv into --out.
 
@@ -189,7 +186,6 @@ def report(
         band_threshold=_threshold(band_threshold, "--band-threshold"),
         criterion=band_criterion,  # type: ignore[arg-type]
         ci_level=ci_level,
-        n_boot=n_boot,
     )
     stdout = stdout_console()
     for table in rich_tables(rep):

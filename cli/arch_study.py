@@ -38,23 +38,27 @@ def arch_study(
     ),
     runs_dir: Annotated[Path, typer.Option("--runs", help="Run directories (seeded model checkpoints beside it, "
                                            "in RUNS-models/).")] = Path("runs/arch_study"),
-    models: Annotated[str, typer.Option(help="Comma-separated presets.")] = "pythia-tiny,mamba-tiny,mamba2-tiny,"
-    "hybrid-tiny",
-    lengths: Annotated[str, typer.Option(help="Comma-separated context lengths L.")] = "4,6",
+    models: Annotated[str, typer.Option(help="Comma-separated presets.")] = "pythia-tiny,mamba-tiny",
+    lengths: Annotated[str, typer.Option(help="Comma-separated context lengths L.")] = "10,16",
     orders: Annotated[str, typer.Option(help="suffix and/or prefix.")] = "suffix,prefix",
-    seeds: Annotated[str, typer.Option(help="Init seeds: each builds the whole model and the new rows.")] = "0,1,2",
-    lr: Annotated[float, typer.Option(help="Learning rate (tiny models start from scratch).")] = 1e-3,
-    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 1500,
-    eval_every: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 50,
+    seeds: Annotated[str, typer.Option(help="Model seeds: each builds the whole model and the new rows.")] = "0,1,2,3,4",
+    lrs: Annotated[str, typer.Option(help="Learning rates; each cell is reported at its best one.")] = "3e-4,1e-3,3e-3",
+    max_steps: Annotated[int, typer.Option(help="Step budget per run.")] = 3000,
+    eval_every: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 30,
     eval_samples: Annotated[int, typer.Option(help="Held-out samples per evaluation.")] = 1000,
     n_train: Annotated[int, typer.Option(help="Training set size.")] = 200_000,
+    stop_after_bands: Annotated[bool, typer.Option(help="Stop early only once every position band has reached "
+                                                   "the threshold (the last band is then not censored).")] = True,
     workers: Annotated[int, typer.Option(help="Runs trained at once (one process each).")] = 2,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
+    report_only: Annotated[bool, typer.Option(help="Train nothing: draw the report and figures from the runs "
+                                              "finished so far (a study stopped part-way).")] = False,
 ) -> None:
-    """Train Pythia / Mamba / Mamba-2 / hybrid presets over lengths x orders x seeds, then report and draw.
+    """Train presets over lengths x orders x lrs x model seeds, then report each cell at its best lr and draw.
 
-    The report gives median steps to 0.95 with 95% bootstrap intervals and the learning order, beside
-    heatmaps and curves. Re-running the same command skips finished runs and resumes interrupted ones.
+    The report gives median steps to 0.95 with exact intervals at their real coverage, the learning order
+    (censored bands named), the per-lr table and the paper's claims, beside heatmaps and curves. Re-running
+    the same command skips finished runs and resumes interrupted ones.
 
     Example: probes arch-study --out figures/arch_study --runs runs/arch_study
     """
@@ -62,12 +66,19 @@ def arch_study(
 
     cfg = StudyConfig(
         models=_split(models, "--models"), lengths=_split(lengths, "--lengths", int),
-        orders=_split(orders, "--orders"), seeds=_split(seeds, "--seeds", int), lr=lr, max_steps=max_steps,
-        eval_every=eval_every, eval_samples=eval_samples, n_train=n_train,
+        orders=_split(orders, "--orders"), seeds=_split(seeds, "--seeds", int), lrs=_split(lrs, "--lrs", float),
+        max_steps=max_steps, eval_every=eval_every, eval_samples=eval_samples, n_train=n_train,
+        stop_after_bands=stop_after_bands,
     )  # fmt: skip
     check_study_file(cfg, runs_dir)
+    if report_only:
+        if not (runs_dir / "study.json").is_file():
+            raise UserError(f"{runs_dir} holds no study (no study.json): run the study first")
+        for path in write_outputs(cfg, runs_dir, out, None):
+            console.print(f"wrote {path}")
+        return
     t0 = time.perf_counter()
-    n_runs = len(cfg.models) * len(cfg.lengths) * len(cfg.orders) * len(cfg.seeds)
+    n_runs = len(cfg.models) * len(cfg.lengths) * len(cfg.orders) * len(cfg.seeds) * len(cfg.lrs)
     done = 0
 
     def on_event(result: Any) -> None:
@@ -89,44 +100,68 @@ def arch_study(
         raise typer.Exit(1)
 
 
-def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float) -> list[Path]:
-    """Report, heatmaps per length, curves and ``study.json`` (command, machine, per-run outcome) in ``out``."""
+def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float | None) -> list[Path]:
+    """Report, heatmaps per length, curves and ``study.json`` (command, machine, per-run outcome) in ``out``.
+    ``train_wall``: the command's own training time; ``None`` for ``--report-only`` (the runs' summed wall
+    times are recorded either way)."""
     from probes.analysis.curves import plot_curves
     from probes.analysis.figure import save_figure
     from probes.analysis.heatmap import plot_heatmaps
     from probes.analysis.report import build_report, rich_tables, write_report
-    from probes.analysis.rundir import load_run
+    from probes.analysis.rundir import describe_unfinished, load_run, split_unfinished
 
     from probes.studies.arch import plan_study, read_labels
 
     labels = read_labels(runs_dir)
-    runs = [_as_preset(load_run(r.planned.run_dir), labels) for r in plan_study(cfg, runs_dir)]
+    planned = plan_study(cfg, runs_dir)
+    started = [_as_preset(load_run(r.planned.run_dir), labels) for r in planned
+               if (r.planned.run_dir / "config.json").is_file()]
+    runs, unfinished = split_unfinished(started)  # as `probes report`: a run still training has no final numbers
+    not_started = [r.planned.config.run_name for r in planned if (r.planned.run_dir / "config.json").is_file() is False]
+    if unfinished or not_started:
+        console.print(f"arch-study: reporting {len(runs)} finished of {len(planned)} planned runs; "
+                      f"{describe_unfinished(unfinished) if unfinished else ''}"
+                      f"{'; ' if unfinished and not_started else ''}"
+                      f"{f'{len(not_started)} not started' if not_started else ''}")
     written: list[Path] = []
-    report = build_report(runs)
+    regime = (f"tiny from scratch ({', '.join(cfg.models)}); L = {'/'.join(map(str, cfg.lengths))}; "
+              f"best of lrs {'/'.join(f'{x:g}' for x in cfg.lrs)}; {len(cfg.seeds)} model seeds; "
+              f"budget {cfg.max_steps} steps")
+    report = build_report(runs, best_lr=True, regime=regime)
     written += write_report(report, out)
+    kept = {m.run.name for m in report.runs}
+    runs = [r for r in runs if r.name in kept]  # figures show each cell at its best lr, as the report does
     for length in cfg.lengths:
         subset = [r for r in runs if r.length == length]
+        if not subset:
+            continue
         fig, _ = plot_heatmaps(subset)
         written += save_figure(fig, out / f"heatmaps_L{length}.png")
-    fig, _ = plot_curves(runs)
-    written += save_figure(fig, out / "curves.png")
+    if runs:
+        fig, _ = plot_curves(runs)
+        written += save_figure(fig, out / "curves.png")
     stdout = stdout_console()
     for table in rich_tables(report):
         stdout.print(table)
     env = runs[0].env if runs else {}
+    best = {f"{g.key.model} L={g.key.length} {g.key.order}": g.runs[0].run.lr for g in report.groups if g.runs}
     record = {
         "command": shlex.join(["probes", *sys.argv[1:]]),
         "config": cfg.to_dict(),
-        "wall_time_s": round(train_wall, 1),
+        "wall_time_s": None if train_wall is None else round(train_wall, 1),
+        "runs_wall_time_s": round(sum(float((r.summary or {}).get("wall_time") or 0.0) for r in started), 1),
+        "best_lr": best,
+        "not_finished": sorted([r.name for r in unfinished] + not_started),
         "cpu_count": os.cpu_count(),
         "env": env,
         "runs": {
             r.name: {
                 "preset": r.model, "model_seed": labels[r.name]["model_seed"], "length": r.length, "order": r.order,
+                "lr": r.lr,
                 **{k: (r.summary or {}).get(k) for k in ("status", "reached", "steps_to_threshold", "final_acc",
                                                          "best_acc", "steps_done", "wall_time", "mamba_path")},
             }
-            for r in runs
+            for r in started
         },
     }  # fmt: skip
     atomic_write_json(out / "study.json", record)

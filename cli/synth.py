@@ -108,7 +108,7 @@ def synth(
     models: Annotated[str, typer.Option("--models", "--model", help="Backbone(s), comma-separated: preset, local dir or HF id.")] = "pythia-tiny",
     grid: Annotated[bool, typer.Option("--grid", help="The paper's lrs {1e-5,5e-5,1e-4} x init seeds {0,1,2} (unless --lr / --init-seed).")] = False,
     lr: Annotated[str, typer.Option(help="Learning rate(s), comma-separated.")] = "1e-4",
-    init: Annotated[str, typer.Option(help=f"New-row init: {', '.join(STRATEGIES)}.")] = "mean",
+    init: Annotated[str, typer.Option(help=f"New-row init: {', '.join(STRATEGIES)}.")] = "gaussian",
     init_seed: Annotated[str, typer.Option(help="Init seed(s), comma-separated.")] = "0",
     max_steps: Annotated[int, typer.Option(help="Step budget (paper: 78000).")] = 78_000,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 64,

@@ -136,12 +136,12 @@ def test_every_transformer_and_ssm_family_joins_the_ratios(
     assert (r.ssm.key.model, r.transformer.key.model, r.ratio) == ("s", "t", Value(60 / 30))
 
 
-def test_group_bootstrap_interval_counts_censored_runs_as_not_reached(tmp_path: Path) -> None:
+def test_group_interval_counts_censored_runs_as_not_reached(tmp_path: Path) -> None:
     mamba, pythia = summarize_groups(run_metrics(r) for r in _grid(tmp_path))
     # mamba: 100, 120, not reached (censored at 200): median 120, the upper bound is "not reached"
-    assert mamba.median_steps == Value(120) and mamba.steps_ci.median == 120
-    assert mamba.steps_ci.lo == 100 and mamba.steps_ci.hi == math.inf
-    assert pythia.steps_ci.median == 50 and 40 <= pythia.steps_ci.lo < 50 < pythia.steps_ci.hi <= 60
+    assert mamba.median_steps == Value(120) and mamba.steps_ci.estimate == 120
+    assert mamba.steps_ci.low == 100 and mamba.steps_ci.high == math.inf and mamba.steps_ci.coverage == 0.75
+    assert (pythia.steps_ci.estimate, pythia.steps_ci.low, pythia.steps_ci.high) == (50, 40, 60)
 
 
 def test_censored_median() -> None:

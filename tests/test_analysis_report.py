@@ -47,15 +47,15 @@ def test_censored_group_is_reported_as_undetermined(tmp_path: Path) -> None:
     md = to_markdown(report)
     group_lines = [ln for ln in md.splitlines() if ln.startswith("| mamba-tiny | 9 |")]
     assert group_lines == [
-        "| mamba-tiny | 9 | suffix | 0/3 | >100 | [not reached, not reached] | >6400 | 60 | >100 | 20 "
-        "| end → beginning → (middle not reached) | 3/3 | end → beginning → middle | ? |"
+        "| mamba-tiny | 9 | suffix | 0/3 | >100 | not reached [not reached, not reached] (75 %, n=3) | >6400 | 60 "
+        "| >100 | 20 | end → beginning → (middle not reached) | middle (3/3) | 3/3 | end → beginning → middle | ? |"
     ]
-    # pythia reaches at 30/40/50: the bootstrap interval of the median is made of those values
-    assert pythia.steps_ci.median == 40 and {pythia.steps_ci.lo, pythia.steps_ci.hi} <= {30, 40, 50}
-    assert pythia.steps_ci.lo < 40 < pythia.steps_ci.hi
-    ci = f"[{int(pythia.steps_ci.lo)}, {int(pythia.steps_ci.hi)}]"
-    assert any(ln.startswith(f"| pythia-tiny | 9 | suffix | 3/3 | 40 | {ci} |") for ln in md.splitlines())
-    assert "95% CI: percentile bootstrap of the median steps" in md
+    # pythia reaches at 30/40/50: with n=3 the exact interval is [min, max], whose real coverage is 75 %
+    assert (pythia.steps_ci.estimate, pythia.steps_ci.low, pythia.steps_ci.high) == (40, 30, 50)
+    assert pythia.steps_ci.coverage == 0.75
+    line = "| pythia-tiny | 9 | suffix | 3/3 | 40 | 40 [30, 50] (75 %, n=3) |"
+    assert any(ln.startswith(line) for ln in md.splitlines())
+    assert "real coverage" in md and "bootstrap" not in md
     assert "| 9 | suffix | mamba-tiny | pythia-tiny | >100 | 40 | >2.50 |" in md
 
 
@@ -85,15 +85,17 @@ def test_terminal_and_files_agree(tmp_path: Path) -> None:
         "inf",
     )
     p = groups["pythia-tiny"]
-    assert 30 <= float(p["median_steps_ci_lo"]) < 40 < float(p["median_steps_ci_hi"]) <= 50
+    assert (p["median_steps_ci_lo"], p["median_steps_ci_hi"], p["median_steps_ci_coverage"]) == ("30", "50", "0.75")
+    assert groups["mamba-tiny"]["censored_bands"] == "middle (3/3)"
 
 
-def test_bootstrap_interval_is_deterministic_and_level_is_used(tmp_path: Path) -> None:
+def test_interval_is_deterministic_and_level_is_used(tmp_path: Path) -> None:
     runs = _runs(tmp_path)
     a, b = build_report(runs), build_report(runs)
     assert [g.steps_ci for g in a.groups] == [g.steps_ci for g in b.groups]
     assert to_markdown(a) == to_markdown(b)
-    assert "| 50% CI |" in to_markdown(build_report(runs, ci_level=0.5, n_boot=500))
+    # a level n=3 can reach (75 %) gives the same [min, max]; the printed coverage is the real one either way
+    assert "(75 %, n=3)" in to_markdown(build_report(runs, ci_level=0.5))
 
 
 def test_band_criterion_all_changes_band_steps(tmp_path: Path) -> None:

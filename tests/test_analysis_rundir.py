@@ -196,7 +196,8 @@ def test_analysis_imports_no_training_code() -> None:
     """CONTRACTS: analysis reads run directories only; it must not pull in the trainer, models or torch."""
     code = (
         "import sys, probes.analysis.report, probes.analysis.heatmap, probes.analysis.curves\n"
-        "import probes.analysis.select, probes.analysis.aggregate, probes.analysis.stats, probes.families\n"
+        "import probes.analysis.select, probes.analysis.aggregate, probes.analysis.intervals, probes.analysis.claims\n"
+        "import probes.analysis.best_lr, probes.families\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
         "m.startswith(('probes.train', 'probes.models', 'probes.ssm'))))"
     )

@@ -72,7 +72,7 @@ def test_lock_is_free_after_the_holder_is_killed(tmp_path: Path) -> None:
         assert read_holder(run_dir)["pid"] == os.getpid()
 
 
-NAME = "pythia-tiny-grounding-L4-suffix-lr0.0001-mean0"  # what `synth_args` names its run
+NAME = "pythia-tiny-grounding-L4-suffix-lr0.0001-gaussian0"  # what `synth_args` names its run
 
 
 def test_second_synth_into_a_live_run_is_refused(tmp_path: Path, capsys) -> None:

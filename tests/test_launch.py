@@ -241,7 +241,7 @@ def test_cli_local_launcher_completes_grid_then_skips_it(tmp_path):
     first = probes(*cmd)
     assert first.returncode == 0, first.stderr
     dirs = grid_dirs(out)
-    assert [d.name.split("-lr")[1] for d in dirs] == ["0.001-mean0", "0.003-mean0"]
+    assert [d.name.split("-lr")[1] for d in dirs] == ["0.001-gaussian0", "0.003-gaussian0"]
     for d in dirs:
         assert summary(d)["status"] == "finished"
         assert (d / "worker.log").is_file() and spec_path(d).is_file()
@@ -266,7 +266,7 @@ def test_cli_local_launcher_sigterm_interrupts_then_relaunch_resumes(tmp_path):
            "--gpus", "cpu", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    run_dir = out / "pythia-tiny-grounding-L4-suffix-lr1e-05-mean0"
+    run_dir = out / "pythia-tiny-grounding-L4-suffix-lr1e-05-gaussian0"
     deadline = time.time() + 90
     while not (run_dir / "checkpoint" / "state.json").is_file():
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"

@@ -99,3 +99,17 @@ def test_zamba2_tiny_attention_has_rotary_and_mamba2_chunk_is_small() -> None:
     assert [type(m).__name__ for m in z.model.layers] == ["Zamba2MambaDecoderLayer", "Zamba2HybridLayer"]
     m2 = load_backbone("mamba2-tiny").model
     assert m2.config.chunk_size == 16 and z.config.chunk_size == 16
+
+
+@pytest.mark.parametrize(("name", "rotary_dims"), [("pythia-tiny", 16), ("pythia-tiny-rot8", 8), ("pythia-tiny-rot4", 4)])
+def test_pythia_tiny_rotary_dims(name: str, rotary_dims: int) -> None:
+    """README "Presets": pythia-tiny rotates its whole 16-dim heads; -rot8/-rot4 are the ablation's."""
+    model = load_backbone(name).model
+    head = model.config.hidden_size // model.config.num_attention_heads
+    assert head == 16 and model.gpt_neox.rotary_emb.inv_freq.numel() * 2 == rotary_dims
+
+
+@pytest.mark.parametrize(("name", "state"), [("mamba-tiny", 16), ("mamba-tiny-s4", 4), ("mamba-tiny-s1", 1)])
+def test_mamba_tiny_state_sizes(name: str, state: int) -> None:
+    model = load_backbone(name).model
+    assert model.config.state_size == state and model.backbone.layers[0].mixer.A_log.shape[-1] == state

@@ -55,7 +55,7 @@ def test_config_file_values_and_flag_override(tmp_path: Path, capsys: pytest.Cap
         main(["synth", "--config", str(cfg), "--dry-run", "--lr", "2e-3"])
     assert done.value.code in (0, None)
     out = capsys.readouterr().out
-    names = re.findall(r"(\w[\w.-]*-lr[\d.e-]+-mean\d)", out)
+    names = re.findall(r"(\w[\w.-]*-lr[\d.e-]+-gaussian\d)", out)
     assert len(names) == 2 * 2 * 1 * 2  # models x orders x lr (overridden to one) x seeds
     assert all("-lr0.002-" in n for n in names)
     assert "max_steps=500" in out and "weight_decay=0.1" in out and "betas=(0.9, 0.95)" in out

@@ -108,7 +108,7 @@ def test_cli_synth_end_to_end(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     runs = sorted(p.name for p in tmp_path.iterdir())
-    assert runs == ["mamba-tiny-grounding-L4-suffix-lr0.001-mean0", "pythia-tiny-grounding-L4-suffix-lr0.001-mean0"]
+    assert runs == ["mamba-tiny-grounding-L4-suffix-lr0.001-gaussian0", "pythia-tiny-grounding-L4-suffix-lr0.001-gaussian0"]
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
     assert again.stderr.strip().startswith("error:") and len(again.stderr.strip().splitlines()) == 1
@@ -116,3 +116,18 @@ def test_cli_synth_end_to_end(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_stop_after_bands_waits_for_every_third_of_the_positions() -> None:
+    """README "Architecture study": with stop_after_bands the overall threshold alone does not stop a run."""
+    from probes.train.loop import _stopping, bands_reached
+
+    nan = float("nan")
+    assert bands_reached([1.0, 1.0, 0.96, 0.97, 1.0, 0.99], 0.95)
+    assert not bands_reached([1.0, 1.0, 0.90, 0.91, 1.0, 1.0], 0.95)  # the middle third is at 0.905
+    assert bands_reached([1.0, nan, 0.96, 0.97, 1.0, 0.99], 0.95)  # a position without samples is skipped
+    assert not bands_reached([nan, nan, 1.0, 1.0, 1.0, 1.0], 0.95)  # a band with no samples at all is not reached
+    reached = {"reached_step": 300, "bands_reached": False}
+    assert _stopping(reached, after_bands=False) and not _stopping(reached, after_bands=True)
+    assert _stopping({**reached, "bands_reached": True}, after_bands=True)
+    assert not _stopping({"reached_step": None, "bands_reached": True}, after_bands=True)

@@ -26,6 +26,9 @@ def test_old_rows_identical_and_new_rows_declared(preset, strategy):
     if strategy == "mean":
         assert torch.allclose(new.mean(0), old_in.mean(0), atol=0.01)
         assert float((new - old_in.mean(0)).std()) < 0.05 * float(old_in.std())
+    elif strategy == "gaussian":  # N(mean, per-dim std) of the existing rows
+        assert abs(float(new.std()) - float(old_in.std(0).mean())) < 0.25 * float(old_in.std())
+        assert abs(float((new - old_in.mean(0)).mean())) < 0.2 * float(old_in.std())
     elif strategy == "normal":
         std = model.config.initializer_range
         assert abs(float(new.std()) - std) < 0.25 * std
@@ -51,3 +54,13 @@ def test_init_seed_changes_only_new_rows():
 def test_unknown_strategy():
     with pytest.raises(UserError, match="unknown init strategy"):
         add_tokens(load_backbone("pythia-tiny").model, 3, "zeros")
+
+
+def test_init_spread_mean_seeds_are_near_identical_gaussian_seeds_differ() -> None:
+    """README "Initialisations": three `mean` seeds start almost at the same rows, `gaussian` ones do not."""
+    from probes.models.resize import init_spread
+
+    old = torch.randn(512, 64, generator=torch.Generator().manual_seed(0)) * 0.02 + 0.01
+    assert init_spread(old, 21, "mean", (0, 1, 2)) < 0.1
+    assert 1.2 < init_spread(old, 21, "gaussian", (0, 1, 2)) < 1.7  # two independent draws: about sqrt(2)
+    assert init_spread(old, 21, "gaussian", (0, 0)) == 0.0  # same seed, same rows

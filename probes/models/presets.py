@@ -2,13 +2,24 @@
 
 | preset        | family   | layers | d_model | params (base vocab 512) | note                                          |
 |---------------|----------|--------|---------|-------------------------|-----------------------------------------------|
-| pythia-tiny   | gpt_neox | 2      | 64      | ~0.17M                  | Pythia architecture, untied head              |
+| pythia-tiny   | gpt_neox | 2      | 64      | ~0.17M                  | Pythia, untied head, rotary on all 16 head dims |
 | mamba-tiny    | mamba    | 2      | 64      | ~0.10M                  | Mamba-1 (state 16, expand 2), tied            |
 | mamba2-tiny   | mamba2   | 2      | 64      | ~0.09M                  | Mamba-2 (8 heads of 16, state 16, chunk 16)   |
 | hybrid-tiny   | hybrid   | 2      | 64      | ~0.21M                  | Jamba: Mamba-1 then attention (no PE), Mamba init |
 | zamba2-tiny   | hybrid   | 2      | 64      | ~0.27M                  | Zamba2: Mamba-2, then shared attn (rotary)+Mamba-2 |
+| pythia-tiny-rot4 / -rot8 | gpt_neox | 2 | 64  | ~0.17M                  | ablation: rotary on 4 / 8 of 16 head dims     |
+| mamba-tiny-s1 / -s4 | mamba | 2      | 64      | ~0.09M / ~0.10M         | capacity sweep: state size 1 / 4              |
 | pythia-small  | gpt_neox | 12     | 768     | ~85M + embeddings       | Pythia-160m shape (GPU)                       |
 | mamba-small   | mamba    | 24     | 768     | ~85M + embeddings       | mamba-130m shape (GPU)                        |
+
+Why pythia-tiny has rotary on every head dim: Pythia-1.4B rotates 32 of its 128 head dims (16 frequencies),
+which at the paper's L <= 200 resolve every position. 25 % of a 16-dim head is 4 dims (2 frequencies, one of
+them turning 0.01 rad per token): too little to tell positions apart, which made the tiny Transformer slow
+on position retrieval for a reason the paper's model does not have (the rotary ablation in
+``figures/rotary_ablation``). Full rotary gives 16 dims, the closest a 16-dim head gets to Pythia's 16
+frequencies. Known handicaps that stay, stated so results are read with them: mamba-tiny's state (16 per
+channel, 128 channels, 2 layers) is larger relative to L <= 16 than Mamba-1.4B's is to L = 200, so the
+capacity regime needs the ``-s*`` presets; hybrid-tiny's attention has no positional encoding (Jamba's design).
 
 Tiny presets use a 512-token base vocabulary: position labels ``pos_offset + k`` must be existing ids, so
 they support lengths up to 510 with the default offset. The small presets use Pythia's 50304 rows.
@@ -41,7 +52,10 @@ TINY_VOCAB = 512
 _JAMBA_KERNEL_FLAG = {"use_mamba_kernels": False} if int(transformers.__version__.split(".")[0]) < 5 else {}
 
 
-def _pythia(hidden: int, layers: int, heads: int, vocab: int) -> GPTNeoXConfig:
+def _pythia(hidden: int, layers: int, heads: int, vocab: int, rotary_pct: float = 0.25) -> GPTNeoXConfig:
+    """GPT-NeoX as Pythia builds it. ``rotary_pct``: share of each head's dims that get rotary positions;
+    Pythia's 0.25 of a 128-dim head is 32 rotary dims (16 frequencies). The tiny presets set it from their
+    16-dim heads instead (README "Presets": same positional capacity, not the same percentage)."""
     return GPTNeoXConfig(
         vocab_size=vocab,
         hidden_size=hidden,
@@ -49,7 +63,7 @@ def _pythia(hidden: int, layers: int, heads: int, vocab: int) -> GPTNeoXConfig:
         num_attention_heads=heads,
         intermediate_size=4 * hidden,
         max_position_embeddings=8192,
-        rotary_pct=0.25,
+        rotary_pct=rotary_pct,
         use_parallel_residual=True,
         tie_word_embeddings=False,
         attention_dropout=0.0,
@@ -57,11 +71,13 @@ def _pythia(hidden: int, layers: int, heads: int, vocab: int) -> GPTNeoXConfig:
     )
 
 
-def _mamba(hidden: int, layers: int, vocab: int) -> MambaConfig:
+def _mamba(hidden: int, layers: int, vocab: int, state: int = 16) -> MambaConfig:
+    """Mamba-1. ``state``: the SSM state size N per channel (16 in every released Mamba); the capacity
+    presets ``mamba-tiny-s*`` shrink it to find where retrieval stops (README "Architecture study")."""
     return MambaConfig(
         vocab_size=vocab,
         hidden_size=hidden,
-        state_size=16,
+        state_size=state,
         num_hidden_layers=layers,
         expand=2,
         conv_kernel=4,
@@ -183,11 +199,16 @@ def finish_preset(name: str, model: PreTrainedModel) -> None:
 
 
 PRESETS: dict[str, tuple[str, Callable[[], PretrainedConfig]]] = {
-    "pythia-tiny": ("gpt_neox", lambda: _pythia(64, 2, 4, TINY_VOCAB)),
+    "pythia-tiny": ("gpt_neox", lambda: _pythia(64, 2, 4, TINY_VOCAB, rotary_pct=1.0)),
     "mamba-tiny": ("mamba", lambda: _mamba(64, 2, TINY_VOCAB)),
     "hybrid-tiny": ("hybrid", lambda: _hybrid(64, 2, TINY_VOCAB)),
     "mamba2-tiny": ("mamba2", lambda: _mamba2(64, 2, TINY_VOCAB)),
     "zamba2-tiny": ("hybrid", lambda: _zamba2(64, 2, TINY_VOCAB)),
+    # ablation / capacity presets (README "Presets"): the rotary ablation and the state-size sweep
+    "pythia-tiny-rot4": ("gpt_neox", lambda: _pythia(64, 2, 4, TINY_VOCAB, rotary_pct=0.25)),
+    "pythia-tiny-rot8": ("gpt_neox", lambda: _pythia(64, 2, 4, TINY_VOCAB, rotary_pct=0.5)),
+    "mamba-tiny-s1": ("mamba", lambda: _mamba(64, 2, TINY_VOCAB, state=1)),
+    "mamba-tiny-s4": ("mamba", lambda: _mamba(64, 2, TINY_VOCAB, state=4)),
     "pythia-small": ("gpt_neox", lambda: _pythia(768, 12, 12, 50304)),
     "mamba-small": ("mamba", lambda: _mamba(768, 24, 50280)),
     "pythia-1.4b-shape": ("gpt_neox", lambda: _pythia(2048, 24, 16, 50304)),  # GPU only: Pythia-1.4B's shape

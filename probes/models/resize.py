@@ -6,8 +6,14 @@ starting points:
 
 - ``mean``: mean of the existing rows plus small Gaussian noise (std = 0.02 · std of the existing rows),
   the choice of Hewitt (2021) that keeps the initial output distribution close to the pretrained one;
+- ``gaussian``: a draw from N(μ, diag σ²) of the existing rows (Hewitt's sampled variant): centred like
+  ``mean`` but as spread as the existing rows, so different seeds start measurably apart;
 - ``normal``: N(0, initializer_range²), the model's own init scale;
 - ``sample``: copies of uniformly drawn existing rows.
+
+How far apart the seeds of one strategy start is :func:`init_spread` (README "Initialisations"): under ``mean``
+the rows of two seeds differ by about 0.03 of the existing rows' spread, i.e. three ``mean`` seeds are three
+nearly identical starting points; ``gaussian``, ``normal`` and ``sample`` seeds differ by about 1.4 of it.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from probes.errors import UserError
 if TYPE_CHECKING:  # transformers costs seconds to import; the CLI imports this module for STRATEGIES
     from transformers import PreTrainedModel
 
-Strategy = Literal["mean", "normal", "sample"]
-STRATEGIES: tuple[str, ...] = ("mean", "normal", "sample")
+Strategy = Literal["mean", "gaussian", "normal", "sample"]
+STRATEGIES: tuple[str, ...] = ("mean", "gaussian", "normal", "sample")
 
 
 def _new_rows(old: torch.Tensor, n_new: int, strategy: str, gen: torch.Generator, std: float) -> torch.Tensor:
     old32 = old.detach().float().cpu()
     if strategy == "mean":
         noise = torch.randn(n_new, old32.shape[1], generator=gen) * (0.02 * float(old32.std()))
+        rows = old32.mean(dim=0, keepdim=True) + noise
+    elif strategy == "gaussian":
+        noise = torch.randn(n_new, old32.shape[1], generator=gen) * old32.std(dim=0, keepdim=True)
         rows = old32.mean(dim=0, keepdim=True) + noise
     elif strategy == "normal":
         rows = torch.randn(n_new, old32.shape[1], generator=gen) * std
@@ -70,3 +79,17 @@ def add_tokens(model: PreTrainedModel, n_new: int, strategy: str = "mean", seed:
             if getattr(out, "bias", None) is not None and out.bias.shape[0] == first + n_new:
                 out.bias[first:] = 0.0
     return first
+
+
+def init_spread(old: torch.Tensor, n_new: int, strategy: str, seeds: tuple[int, ...], std: float = 0.02) -> float:
+    """Mean distance between the new rows of two different seeds, in units of the existing rows' typical
+    distance from their mean (0: every seed starts at the same rows; about 1.4 for two independent draws of
+    the existing rows' own spread). The same generator use as :func:`add_tokens` for the input rows; ``std``
+    is ``normal``'s scale (the model's ``initializer_range``)."""
+    if len(seeds) < 2:
+        raise UserError("init_spread needs at least two seeds")
+    old32 = old.detach().float().cpu()
+    scale = float((old32 - old32.mean(dim=0)).norm(dim=1).mean())
+    rows = [_new_rows(old32, n_new, strategy, torch.Generator().manual_seed(s), std) for s in seeds]
+    dists = [float((rows[i] - rows[j]).norm(dim=1).mean()) for i in range(len(rows)) for j in range(i + 1, len(rows))]
+    return sum(dists) / len(dists) / scale

@@ -1,25 +1,31 @@
-"""The architecture study: Transformer vs SSM vs hybrid tiny presets on the grounding probe, several init seeds.
+"""The architecture study: Transformer vs SSM vs hybrid tiny presets on the grounding probe, the paper's protocol.
 
 "Shaking Up VLMs" (Pantazopoulos et al., 2024) compares Pythia and Mamba-1 on the synthetic grounding task
-(§5.3, Fig. 6/7/11/12) and ends by pointing to hybrids (§6). This study trains every preset of
-:data:`StudyConfig.models` on suffix and prefix layouts at several lengths with several *init seeds*, so
-that each cell is a distribution, not one run: the report gives the median steps to threshold with a 95%
-percentile-bootstrap interval over seeds (``probes.analysis.stats``), the learning order, and the heatmaps.
+(§5.3, Fig. 6/7/11/12): three learning rates per model, several initialisations, held-out evaluation every 1 %
+of the budget, and each model read at its best learning rate. This study trains every preset of
+:data:`StudyConfig.models` on suffix and prefix layouts at several lengths, for every lr of ``lrs`` and every
+*model seed* of ``seeds``; the CLI then picks each (model, length, order) cell's best lr
+(:mod:`probes.analysis.best_lr`) and reports medians with exact order-statistic intervals at their real
+coverage (:mod:`probes.analysis.intervals`), paired differences, the learning order and the claims table.
 
-Init seed. The trainer builds presets from :data:`probes.train.loop.BASE_MODEL_SEED` (the same "pretrained"
+Model seed. The trainer builds presets from :data:`probes.train.loop.BASE_MODEL_SEED` (the same "pretrained"
 weights for every run of a grid: the paper fine-tunes one pretrained model and its seeds only draw the new
 embedding rows). For from-scratch presets that would make "seed" mean almost nothing, so the study builds, for
 each seed ``s``, the preset with ``torch.manual_seed(s)`` (:func:`probes.models.registry.load_backbone`),
 saves it as a local checkpoint ``RUNS-models/s{s}/{preset}`` and trains that checkpoint with ``init_seed=s``
 for the new rows. Seed ``s`` therefore varies the whole model init and the new rows; the data and its
 order are the same for every run (task seed 0, data-order seed 0), so differences between seeds are init
-alone. The trainer is unchanged; a run's ``config.json`` names the checkpoint it started from.
+alone, and seed ``s`` of one model is paired with seed ``s`` of another (same data, same order).
+
+Censoring. ``stop_after_bands`` (default on) keeps a run training past the overall threshold until every
+third of the target positions has reached it, so the learning order sees the last band instead of stopping
+just before it (README "Architecture study").
 
 Resumable: every run is a normal run directory launched through the local launcher
 (:func:`probes.launch.local.launch_local`, one worker process per slot): finished runs are skipped,
 interrupted ones resume from their checkpoint, and ``RUNS/study.json`` pins the study configuration (a
 re-run with other options is refused rather than mixing two studies). Library code: figures and reports
-are drawn by the CLI layer (``probes study arch``) from the run directories.
+are drawn by the CLI layer (``probes arch-study``) from the run directories.
 """
 
 from __future__ import annotations
@@ -45,20 +51,21 @@ MODELS_SUFFIX = "-models"
 class StudyConfig:
     """What the study trains. Defaults: the committed study (README "Architecture study")."""
 
-    models: tuple[str, ...] = ("pythia-tiny", "mamba-tiny", "mamba2-tiny", "hybrid-tiny")
-    lengths: tuple[int, ...] = (4, 6)
+    models: tuple[str, ...] = ("pythia-tiny", "mamba-tiny")
+    lengths: tuple[int, ...] = (10, 16)
     orders: tuple[str, ...] = ("suffix", "prefix")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    lr: float = 1e-3
-    max_steps: int = 1500
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # from scratch: around the tiny presets' working lr
+    max_steps: int = 3000
     batch_size: int = 64
-    eval_every: int = 50
+    eval_every: int = 30  # 1 % of the budget, as the paper evaluates
     eval_samples: int = 1000
     n_train: int = 200_000
     threshold: float = 0.95
+    stop_after_bands: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("models", "lengths", "orders", "seeds"):
+        for name in ("models", "lengths", "orders", "seeds", "lrs"):
             values = getattr(self, name)
             if not values:
                 raise UserError(f"the study needs at least one of {name}")
@@ -79,6 +86,8 @@ class StudyConfig:
             raise UserError("lengths must be >= 2")
         if any(s < 0 for s in self.seeds):
             raise UserError("seeds must be >= 0")
+        if any(not lr > 0 for lr in self.lrs):
+            raise UserError("learning rates must be > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -90,15 +99,16 @@ class StudyConfig:
         except TypeError as exc:
             raise UserError(f"study configuration is not valid: {exc}") from None
 
-    def train_config(self) -> TrainConfig:
+    def train_config(self, lr: float) -> TrainConfig:
         return TrainConfig(
-            lr=self.lr,
+            lr=lr,
             batch_size=self.batch_size,
             max_steps=self.max_steps,
             eval_every=self.eval_every,
             eval_samples=self.eval_samples,
             n_train=self.n_train,
             threshold=self.threshold,
+            stop_after_bands=self.stop_after_bands,
             device="cpu",
         )
 
@@ -111,11 +121,12 @@ class StudyRun:
     seed: int
     length: int
     order: str
+    lr: float
     planned: PlannedRun
 
 
-def run_name(preset: str, length: int, order: str, seed: int) -> str:
-    return f"{preset}-L{length}-{order}-s{seed}"
+def run_name(preset: str, length: int, order: str, lr: float, seed: int) -> str:
+    return f"{preset}-L{length}-{order}-lr{lr:g}-s{seed}"
 
 
 def models_root(runs_dir: Path) -> Path:
@@ -129,18 +140,19 @@ def model_dir(runs_dir: Path, preset: str, seed: int) -> Path:
 
 
 def plan_study(cfg: StudyConfig, runs_dir: Path) -> list[StudyRun]:
-    """Every (length, order, model, seed) run; slow models first so two workers finish close together."""
-    train = cfg.train_config()
+    """Every (length, order, model, lr, seed) run."""
     out = []
     for length in cfg.lengths:
         for order in cfg.orders:
             task = TaskSpec("grounding", {"length": length, "order": order, "seed": 0})
             for preset in cfg.models:
-                for seed in cfg.seeds:
-                    name = run_name(preset, length, order, seed)
-                    model = ModelSpec(str(model_dir(runs_dir, preset, seed)), "mean", seed)
-                    planned = PlannedRun(RunConfig(model, task, train, run_name=name), runs_dir / name)
-                    out.append(StudyRun(preset, seed, length, order, planned))
+                for lr in cfg.lrs:
+                    train = cfg.train_config(lr)
+                    for seed in cfg.seeds:
+                        name = run_name(preset, length, order, lr, seed)
+                        model = ModelSpec(str(model_dir(runs_dir, preset, seed)), "mean", seed)
+                        planned = PlannedRun(RunConfig(model, task, train, run_name=name), runs_dir / name)
+                        out.append(StudyRun(preset, seed, length, order, lr, planned))
     return out
 
 
@@ -182,7 +194,7 @@ def write_study_file(cfg: StudyConfig, runs_dir: Path, runs: list[StudyRun]) -> 
             "config": cfg.to_dict(),
             "runs": {
                 r.planned.config.run_name: {
-                    "preset": r.preset, "model_seed": r.seed, "length": r.length, "order": r.order,
+                    "preset": r.preset, "model_seed": r.seed, "length": r.length, "order": r.order, "lr": r.lr,
                     "checkpoint": r.planned.config.model.name,
                 }
                 for r in runs
@@ -226,7 +238,9 @@ def run_study(
     for preset in cfg.models:
         for seed in cfg.seeds:
             ensure_model(runs_dir, preset, seed)
-    queue = sorted(runs, key=lambda r: (-_COST.get(r.preset, 1.0) * r.length, r.planned.config.run_name))
+    # seed-major: every arm of seed 0 before any of seed 1, so a study stopped part-way (or still running) has
+    # whole paired seeds to report; within a seed the slow models first, so workers finish close together
+    queue = sorted(runs, key=lambda r: (r.seed, -_COST.get(r.preset, 1.0) * r.length, r.planned.config.run_name))
     if workers == 0:
         results = []
         for r in queue:
@@ -244,5 +258,5 @@ def run_study(
     return [by_dir[r.planned.run_dir] for r in runs]
 
 
-# Relative CPU cost per step (measured at L=10, B=64, 1 thread): only orders the queue, never the results.
-_COST = {"pythia-tiny": 1.0, "mamba-tiny": 2.2, "mamba2-tiny": 2.2, "hybrid-tiny": 2.5, "zamba2-tiny": 4.6}
+# Relative CPU cost per step (measured at L=10, B=64, 1 thread): only orders the queue within a seed.
+_COST = {"pythia-tiny": 1.0, "mamba-tiny": 2.2, "mamba-tiny-s1": 2.2, "mamba-tiny-s4": 2.2, "mamba2-tiny": 2.2, "hybrid-tiny": 2.5, "zamba2-tiny": 4.6}

@@ -219,7 +219,7 @@ def _run_locked(
     last_acc = state["final_acc"]
     saved_at = step
     with recorded(summary):
-        while step < t.max_steps and not (t.early_stop and state["reached_step"] is not None):
+        while step < t.max_steps and not (t.early_stop and _stopping(state, t.stop_after_bands)):
             indices = shard(order.indices(step), engine.rank, engine.world)
             try:
                 result = step_fn(micro_losses(step_fn.module, task, indices, engine))
@@ -245,6 +245,8 @@ def _run_locked(
                 state["best_acc"] = max(state["best_acc"], ev.accuracy)
                 if ev.accuracy >= t.threshold and state["reached_step"] is None:
                     state["reached_step"] = step
+                if bands_reached(ev.per_position_acc, t.threshold):
+                    state["bands_reached"] = True
                 state["wall_time"] = time.perf_counter() - start_wall
                 if main:
                     writer.add_eval(
@@ -254,7 +256,7 @@ def _run_locked(
                          "per_position_acc": ev.per_position_acc, "per_position_count": ev.per_position_count},
                         ev.per_position_count,
                     )
-            done = step >= t.max_steps or (t.early_stop and state["reached_step"] is not None)
+            done = step >= t.max_steps or (t.early_stop and _stopping(state, t.stop_after_bands))
             # --save-every (default: at every evaluation); the final checkpoint only with --save-final
             if step % t.save_interval == 0 and (t.save_final or not done):
                 engine.save(run_dir, state, step_fn, t.save_total_limit)
@@ -274,6 +276,25 @@ def _run_locked(
     if not t.save_final:  # after the summary says finished: a kill in between leaves a finished run
         engine.on_main(lambda: checkpoint.remove_all(run_dir))
     return out
+
+
+def bands_reached(per_position_acc: Any, threshold: float) -> bool:
+    """Whether each third of the target positions (``numpy.array_split`` bands, as the learning order of
+    README "Learning order" uses) has mean accuracy >= threshold; positions without held-out samples (NaN)
+    are skipped, and a band with none counts as not reached."""
+    import numpy as np
+
+    acc = np.asarray(per_position_acc, dtype=np.float64)
+    for band in np.array_split(acc, 3):
+        seen = band[~np.isnan(band)]
+        if band.size and (seen.size == 0 or seen.mean() < threshold):
+            return False
+    return True
+
+
+def _stopping(state: dict[str, Any], after_bands: bool) -> bool:
+    """The early-stop condition: the overall threshold reached, and with ``after_bands`` every band too."""
+    return state["reached_step"] is not None and (not after_bands or bool(state.get("bands_reached")))
 
 
 def micro_losses(module: torch.nn.Module, task: ProbeTask, indices: torch.Tensor, engine: Engine) -> Any:

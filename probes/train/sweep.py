@@ -82,7 +82,7 @@ class _SweepOptions(BaseModel):
                              description="Layout(s): suffix (query last), prefix (query first).")
     grid: bool = Field(False, description="The paper's lrs {1e-5,5e-5,1e-4} x init seeds {0,1,2}.")
     lr: list[float] | None = Field(None, description="Learning rate(s) (default 1e-4, or the paper's three with grid).")
-    init: str = Field("mean", description="New-row init: mean, normal, sample.")
+    init: str = Field("gaussian", description="New-row init: gaussian (seeds start measurably apart), mean, normal, sample.")
     init_seed: list[int] | None = Field(None, description="Init seed(s) (default 0, or 0,1,2 with grid).")
     pool: int | None = Field(None, description="Context pool size (default 2·L).")
     seed: int = Field(0, description="Data seed (same data and order for every model).")
