@@ -240,7 +240,8 @@ def fmt(e: Interval, digits: int = 1, signed: bool = False) -> str:
     """``41.9 [35.2, 48.4] (95 %, n=4)``; NaN estimates print ``n/a``."""
     if math.isnan(e.estimate):
         return "n/a"
-    return e.format("{:+.%df}" % digits if signed else "{:.%df}" % digits)
+    spec = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return e.format(spec)
 
 
 def excludes_zero(e: Interval) -> bool:
