@@ -185,6 +185,7 @@ def test_prune_quality_rows_per_k_and_method(pruned_checkpoint: Path, world: Pat
     # keeping all 36 patches is the same model whichever way they are chosen: identical predictions
     same = [(tmp_path / "q" / f"{m}-k36" / "predictions.jsonl").read_text() for m in ("saliency", "random")]
     assert same[0] == same[1]
+    assert (tmp_path / "q" / "quality.png").is_file() and (tmp_path / "q" / "quality.pdf").is_file()
 
 
 def test_random_pruner_is_seeded_and_in_raster_order() -> None:
