@@ -18,11 +18,12 @@ from typing import Any
 
 from probes.errors import UserError
 
+from .synthetic.grounding import ORDERS as GROUNDING_ORDERS
 from .train.config import TaskSpec, TrainConfig
 from .train.grid import PlannedRun, plan
 
 DEMO_MODELS = ("pythia-tiny", "mamba-tiny", "hybrid-tiny")
-DEMO_ORDERS = ("suffix", "prefix")
+DEMO_ORDERS = GROUNDING_ORDERS  # both of the grounding task's (its config owns them)
 SUMMARY_KEYS = ("reached", "steps_to_threshold", "final_acc", "steps_done", "wall_time", "mamba_path")
 
 StepCallback = Callable[[int, dict[str, Any]], None]

@@ -74,6 +74,8 @@ def test_config_file_values_and_flag_override(tmp_path: Path, capsys: pytest.Cap
         (["--init-seed", "1.7"], "--init-seed (command line): Input should be a valid integer"),
         (["--len", "10,abc"], "--len (command line): Input should be a valid integer"),
         (["--order", "middle"], "unknown order 'middle'"),
+        # the task owns its orders: mqar has no prefix layout
+        (["--task", "mqar", "--order", "prefix"], "--order (command line): unknown order 'prefix': use suffix (task mqar)"),
         (["--batch-size", "0"], "batch size must be >= 1"),
     ],
 )

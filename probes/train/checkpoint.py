@@ -170,10 +170,6 @@ def remove_all(run_dir: Path) -> None:
         shutil.rmtree(ckpt, ignore_errors=True)
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    return bool(candidates(run_dir))
-
-
 # --- the resume rule --------------------------------------------------------------------------------------
 FRESH, CONTINUE, RESTART, REFUSE, FINISHED = "fresh", "continue", "restart", "refuse", "finished"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from probes.errors import UserError
 from probes.io import is_stale_temp
-from probes.runfiles import CHECKPOINT, CHECKPOINT_OLD, CONFIG, METRICS, STATE, SUMMARY
+from probes.runfiles import CHECKPOINT, CHECKPOINT_OLD, CONFIG, METRICS, SUMMARY
 
 from .lock import LOCK_FILE
 
@@ -24,10 +24,6 @@ RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK_FILE, *CHECKPOINT_DIRS)
 def is_run_dir(path: Path) -> bool:
     """True for a directory a trainer has written (or locked): ``probes status /etc`` lists nothing."""
     return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / d / STATE).exists() for d in CHECKPOINT_DIRS)
 
 
 def own_entries(run_dir: Path) -> list[Path]:

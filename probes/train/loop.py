@@ -59,10 +59,7 @@ def build_task_for(cfg: RunConfig, vocab_size: int) -> ProbeTask:
 def _disjoint_record(task: ProbeTask, cfg: RunConfig) -> dict[str, Any]:
     if not cfg.train.verify_disjoint:
         return {"checked": False}
-    try:
-        from probes.synthetic.disjoint import check_disjoint
-    except ImportError:
-        return {"checked": False, "why": "probes.synthetic.disjoint unavailable"}
+    from probes.synthetic.disjoint import check_disjoint
     n_train = min(cfg.train.n_train, cfg.train.max_steps * cfg.train.batch_size)
     result = check_disjoint(task, n_train, cfg.train.eval_samples)
     if result.get("overlaps", 0):

@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -40,7 +41,6 @@ from probes.errors import UserError
 from .config import PAPER_INIT_SEEDS, PAPER_LRS, TaskSpec, TrainConfig, validation_message
 from .grid import PlannedRun, plan
 
-ORDERS = ("suffix", "prefix")
 _LIST_KEYS = ("models", "len", "order", "lr", "init_seed")
 #: TrainConfig fields that are not sweep options of their own: lr is swept (``lr`` above), seed is the task's.
 _NOT_OPTIONS = ("lr", "seed")
@@ -129,10 +129,15 @@ class _SweepOptions(BaseModel):
 
     @field_validator("order")
     @classmethod
-    def _orders(cls, value: list[str]) -> list[str]:
-        bad = [o for o in value if o not in ORDERS]
-        if bad:
-            raise ValueError(f"unknown order {bad[0]!r}: use {' or '.join(ORDERS)}")
+    def _orders(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """The task owns its orders (``ORDERS`` of its config class); ``task`` is validated before ``order``."""
+        from probes.synthetic.registry import TASKS
+
+        task = TASKS.get(info.data.get("task", ""))
+        allowed: tuple[str, ...] = task.config_type.ORDERS if task is not None else ()
+        bad = [o for o in value if o not in allowed]
+        if task is not None and bad:
+            raise ValueError(f"unknown order {bad[0]!r}: use {' or '.join(allowed)} (task {info.data['task']})")
         return value
 
     @field_validator("models")
