@@ -158,3 +158,9 @@ def test_stage_two_keeps_the_encoder_frozen_and_encoder_from_shares_one(world: P
     learns = train(_cfg(world, tmp_path / "l", stage=2, init_from=str(s1), max_steps=2, batch_size=2, lr=1e-2,
                         train_encoder=True))
     assert any(not torch.equal(e1[k], encoder(learns)[k]) for k in e1)
+
+
+def test_encoder_from_a_directory_that_is_no_checkpoint_is_one_user_error(world: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a VLM checkpoint") as exc:
+        train(_cfg(world, tmp_path / "run", encoder_from=str(tmp_path / "nothing")))
+    assert "\n" not in str(exc.value) and not (tmp_path / "run").exists()
