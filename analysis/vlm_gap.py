@@ -578,3 +578,30 @@ def resolution_csv(records: Sequence[ScoreRecord]) -> str:
     for row in resolution_rows(records):
         w.writerow({**row, "score": repr(row["score"])})
     return buf.getvalue()
+
+
+def plot_prune_quality(rows: Sequence[dict[str, Any]], out_stem: str | Path) -> list[Path]:
+    """Benchmark score vs ``k`` visual tokens kept, one line per method (saliency, random), one panel per
+    benchmark: the quality side of pruning (``probes vlm prune-quality``); writes PNG + PDF."""
+    from .figure import new_figure, paper_style, save_figure
+
+    if not rows:
+        raise UserError("no prune-quality rows to plot")
+    benchmarks = list(dict.fromkeys(str(r["benchmark"]) for r in rows))
+    with paper_style():
+        fig, axes = new_figure(len(benchmarks), min(3, len(benchmarks)))
+        for ax, b in zip(axes, benchmarks, strict=True):
+            sub = [r for r in rows if r["benchmark"] == b]
+            for method in dict.fromkeys(str(r["method"]) for r in sub):
+                pts = sorted((int(r["k"]), float(r["score"])) for r in sub if r["method"] == method)
+                ax.plot([k for k, _ in pts], [s for _, s in pts], marker="o", label=method)
+            n = sub[0]["n"]
+            ax.set_title(f"{b} (n={n})")
+            ax.set_xscale("log", base=2)
+            ks = sorted({int(r["k"]) for r in sub})
+            ax.set_xticks(ks)
+            ax.set_xticklabels([str(k) for k in ks])
+            ax.set_xlabel(f"visual tokens kept k (of {sub[0]['n_patches']})")
+            ax.set_ylabel(str(sub[0]["metric"]))
+            ax.legend(title=None, fontsize="x-small")
+        return save_figure(fig, out_stem)

@@ -1,4 +1,4 @@
-"""The report of ``probes vlm study``: every number with n, seeds and a 95 % bootstrap CI.
+"""The report of ``probes vlm study``: every number with its seed count and a seed-level interval.
 
 Reads only files the study wrote: ``study.json``, ``prior/<task>/predictions.jsonl`` and
 ``evals/<backbone>-<order>-s<seed>/<task>/{scores.json, predictions.jsonl}``.
@@ -6,15 +6,20 @@ Reads only files the study wrote: ``study.json``, ``prior/<task>/predictions.jso
 Per-item values (reporting units): grounding ``100 · correct`` (lenient parser, the headline) and
 ``100 · correct_strict`` (strict parser, reported beside it), captioning the per-image CIDEr-D × 100 (the
 corpus CIDEr-D is the mean of the per-image scores), VQA the per-question VQA score × 100. An *arm* is one
-backbone × order; its point estimate is the mean over seeds of the per-seed benchmark score.
+backbone × order; a seed's score is the mean of its per-item values, the arm's the mean over seeds.
 
-Confidence intervals: a two-level percentile bootstrap (``B`` = 2000 resamples, seeded, so reproducible).
-Each resample draws the seeds of every arm with replacement and the test items with replacement; the same
-item draw is shared by every arm and the prior, so differences are *paired* over items, while seeds are
-drawn independently per arm. With two seeds the seed level is coarse (a resample holds one seed twice or
-both): the CI then mixes item noise with a rough view of seed-to-seed spread. Group sums (Table 2 style)
-add the benchmarks of a task group inside each resample; relative gains (Fig. 4 style) are
-``100 · (aware − agnostic) / agnostic`` computed inside each resample.
+Grounding diagnostics (Acc@IoU≥0.5 alone mixes finding an object with reading the expression): *hits
+another object* (wrong answers that hit another object of the image), *hits any object* (localisation:
+correct or another object), and the *referring* score: on images with two or more objects, of the answers
+that hit some object, the share that hit the one referred to (50 % is a model that localises but ignores
+the expression, whatever its localisation rate).
+
+Intervals (:mod:`probes.analysis.intervals`): the unit of replication is the training seed, so every
+interval is a Student-t interval over the per-seed scores (items are fixed, the same test set for every
+arm). Differences are *paired* per seed: two orders of one backbone share the seed's stage 1, data order
+and the study's one frozen encoder; Pythia and Mamba share the seed's data order and the encoder. A paired
+difference is the t-interval of the per-seed differences ``a_s − b_s``; relative gains (Fig. 4 style) are the
+per-seed ``100 · (a_s − b_s) / b_s`` with their t-interval. The interval prints its coverage and ``n``.
 """
 
 from __future__ import annotations
@@ -34,12 +39,20 @@ from probes.errors import UserError
 from probes.families import has_ssm_layers, is_transformer
 from probes.io import atomic_write_text
 
-N_BOOT = 2000
+from .intervals import Interval, mean_interval, paired_difference
+
 LEVEL = 0.95
 GROUP_ORDER = ("grounding", "captioning", "vqa")
-ORDER_LABEL = {"agnostic": "TAg", "aware": "TA", "query-first": "QF"}
+ORDER_LABEL = {"agnostic": "TAg", "aware": "TA", "matched": "TAg-d", "query-first": "QF"}
 STRICT = "strict"  # the strict-parser grounding row: f"{benchmark} (strict parser)"
-OTHER = "hits another object"  # the grounding row of predictions that hit a non-referred object
+OTHER = "hits another object"  # wrong answers that hit a non-referred object of the image
+ANY = "hits any object"  # localisation: the answer hits some object of the image (right or not)
+REFERRING = "referring, 2+ objects"  # of the answers hitting an object, the share on the referred one
+# Order contrasts (a, b): a − b per seed. aware − agnostic is the paper's Fig. 4; matched separates it into
+# the shorter image-to-answer distance (matched − agnostic) and knowing the task (aware − matched).
+CONTRASTS = (("aware", "agnostic"), ("matched", "agnostic"), ("aware", "matched"))
+CONTRAST_MEANING = {("aware", "agnostic"): "task-aware gain (Fig. 4)", ("matched", "agnostic"): "distance only",
+                    ("aware", "matched"): "task only (distance matched)"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,27 +76,6 @@ class Arm:
         return f"{self.backbone} ({ORDER_LABEL.get(self.variant, self.variant)})"
 
 
-@dataclass(frozen=True)
-class Estimate:
-    value: float
-    lo: float
-    hi: float
-
-    def fmt(self, digits: int = 1) -> str:
-        if math.isnan(self.value):
-            return "n/a"
-        return f"{self.value:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
-
-    def fmt_signed(self, digits: int = 1) -> str:
-        if math.isnan(self.value):
-            return "n/a"
-        return f"{self.value:+.{digits}f} [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}]"
-
-    @property
-    def excludes_zero(self) -> bool:
-        return not math.isnan(self.value) and (self.lo > 0 or self.hi < 0)
-
-
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"{path} is missing: the study has not evaluated this arm yet")
@@ -97,9 +89,9 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return ix * iy / union if union > 0 else 0.0
 
 
-def _other_object_hits(recs: list[dict[str, Any]]) -> dict[str, float]:
-    """100 when the (lenient) predicted box hits, at IoU ≥ 0.5, another object of the same image and not the
-    one referred to: a model that localises objects but ignores the expression scores here."""
+def _grounding_outcomes(recs: list[dict[str, Any]]) -> dict[str, tuple[bool, bool, int]]:
+    """Per expression: (correct, hits another object of the image at IoU ≥ 0.5 while wrong, objects in the
+    image). Every object of a world image has one expression, so the expressions of an image count its objects."""
     from probes.vlm.eval.metrics import parse_box
 
     by_image: dict[str, list[dict[str, Any]]] = {}
@@ -109,25 +101,36 @@ def _other_object_hits(recs: list[dict[str, Any]]) -> dict[str, float]:
     for r in recs:
         box = parse_box(str(r["prediction"]), strict=False)
         others = [o["references"][0] for o in by_image[str(r["image"])] if o["id"] != r["id"]]
-        hit = box is not None and not r["correct"] and any(_iou(box, o) >= 0.5 for o in others)
-        out[str(r["id"])] = 100.0 * float(hit)
+        other = box is not None and not r["correct"] and any(_iou(box, o) >= 0.5 for o in others)
+        out[str(r["id"])] = (bool(r["correct"]), other, len(by_image[str(r["image"])]))
     return out
 
 
 def _item_values(task: str, recs: list[dict[str, Any]], kind: str = "") -> dict[str, float]:
-    if task == "grounding":
-        if kind == OTHER:
-            return _other_object_hits(recs)
+    """Per-item values of one row; NaN marks an item outside the row's denominator (the referring score
+    counts only answers that hit an object, on images with two or more)."""
+    if task != "grounding":
+        return {str(r["id"]): float(r["score"]) for r in recs}
+    if kind in ("", STRICT):
         key = "correct_strict" if kind == STRICT else "correct"
         return {str(r["id"]): 100.0 * float(bool(r[key])) for r in recs}
-    return {str(r["id"]): float(r["score"]) for r in recs}
+    out = {}
+    for i, (correct, other, n_obj) in _grounding_outcomes(recs).items():
+        if kind == OTHER:
+            out[i] = 100.0 * other
+        elif kind == ANY:
+            out[i] = 100.0 * (correct or other)
+        else:
+            out[i] = 100.0 * correct if (correct or other) and n_obj >= 2 else math.nan
+    return out
 
 
 def _rows(task: str, benchmark: str) -> list[tuple[str, str]]:
-    """(row name, kind) of one benchmark: grounding adds the strict parser and the other-object rate."""
+    """(row name, kind) of one benchmark: grounding adds the strict parser and the diagnostics."""
     if task != "grounding":
         return [(benchmark, "")]
-    return [(benchmark, ""), (f"{benchmark} ({STRICT} parser)", STRICT), (f"{benchmark} ({OTHER})", OTHER)]
+    return [(benchmark, ""), (f"{benchmark} ({STRICT} parser)", STRICT), (f"{benchmark} ({ANY})", ANY),
+            (f"{benchmark} ({OTHER})", OTHER), (f"{benchmark} ({REFERRING})", REFERRING)]  # fmt: skip
 
 
 def is_headline(name: str) -> bool:
@@ -144,6 +147,20 @@ class StudyData:
     values: dict[tuple[str, str], np.ndarray]
     prior: dict[str, np.ndarray]
     prior_rules: dict[str, str]
+
+    def seed_scores(self, arm: str, bench: str) -> np.ndarray:
+        """``[seeds]`` score of each seed (mean over the row's items; NaN when a seed has none)."""
+        return _row_means(self.values[(arm, bench)])
+
+    def prior_score(self, bench: str) -> float:
+        return float(_row_means(self.prior[bench])[0])
+
+
+def _row_means(mat: np.ndarray) -> np.ndarray:
+    counts = np.isfinite(mat).sum(axis=1)
+    sums = np.where(np.isfinite(mat), mat, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def load_study(out: str | Path) -> StudyData:
@@ -195,109 +212,123 @@ def _slug(name: str) -> str:
     return Path(name).name if Path(name).is_dir() else name.replace("/", "--")
 
 
-# --------------------------------------------------------------------------------------------- bootstrap
+# --------------------------------------------------------------------------------------------- intervals
 
 
-class Bootstrap:
-    """Shared resampling plan: item draws per benchmark, seed draws per arm (see module docstring)."""
-
-    def __init__(self, data: StudyData, n_boot: int = N_BOOT, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.n_boot = n_boot
-        self.items = {b.name: rng.integers(0, len(b.ids), size=(n_boot, len(b.ids))) for b in data.benches}
-        head = {b.task: b.name for b in data.benches if is_headline(b.name)}
-        for b in data.benches:  # diagnostic rows reuse their benchmark's item draw (paired with it)
-            if not is_headline(b.name):
-                self.items[b.name] = self.items[head[b.task]]
-        n_seeds = {a.label: len(a.seeds) for a in data.arms}
-        self.seeds = {label: rng.integers(0, n, size=(n_boot, n)) for label, n in n_seeds.items()}
-        self.data = data
-
-    def replicates(self, arm: str | None, bench: str) -> np.ndarray:
-        """``[n_boot]`` resampled benchmark scores of ``arm`` (``None``: the prior)."""
-        mat = self.data.prior[bench] if arm is None else self.data.values[(arm, bench)]
-        items = self.items[bench]
-        per_seed_item_means = mat[:, items].mean(axis=2)  # [seeds, n_boot]
-        if arm is None:
-            return per_seed_item_means[0]
-        seeds = self.seeds[arm]  # [n_boot, n_seeds]
-        return np.take_along_axis(per_seed_item_means.T, seeds, axis=1).mean(axis=1)
+def _finite(values: np.ndarray) -> list[float]:
+    return [float(v) for v in values if math.isfinite(float(v))]
 
 
-def _estimate(point: float, reps: np.ndarray) -> Estimate:
-    reps = reps[np.isfinite(reps)]
-    if math.isnan(point) or reps.size == 0:
-        return Estimate(math.nan, math.nan, math.nan)
-    lo, hi = np.quantile(reps, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return Estimate(float(point), float(lo), float(hi))
+def _mean(values: np.ndarray) -> Interval:
+    vals = _finite(values)
+    return mean_interval(vals, LEVEL) if vals else Interval(math.nan, None, None, None, 0, "Student t")
 
 
-def _point(data: StudyData, arm: str | None, bench: str) -> float:
-    mat = data.prior[bench] if arm is None else data.values[(arm, bench)]
-    return float(mat.mean(axis=1).mean())
+def _paired(a: np.ndarray, b: np.ndarray) -> Interval:
+    keep = np.isfinite(a) & np.isfinite(b)
+    if not keep.any():
+        return Interval(math.nan, None, None, None, 0, "paired Student t")
+    return paired_difference(a[keep].tolist(), b[keep].tolist(), LEVEL)
 
 
-def _relative(aware: np.ndarray | float, agnostic: np.ndarray | float) -> Any:
+def _relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.asarray(agnostic) != 0, 100.0 * (np.asarray(aware) - agnostic) / agnostic, np.nan)
+        return np.where(b != 0, 100.0 * (a - b) / b, np.nan)
+
+
+def fmt(e: Interval, digits: int = 1, signed: bool = False) -> str:
+    """``41.9 [35.2, 48.4] (95 %, n=4)``; NaN estimates print ``n/a``."""
+    if math.isnan(e.estimate):
+        return "n/a"
+    spec = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return e.format(spec)
+
+
+def excludes_zero(e: Interval) -> bool:
+    return e.low is not None and e.high is not None and (e.low > 0 or e.high < 0)
 
 
 # --------------------------------------------------------------------------------------------- the report
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """One paired comparison: ``a − b`` per seed, in points and in % of ``b``."""
+
+    group: str
+    bench: str
+    a: str
+    b: str
+    meaning: str
+    points: Interval
+    relative: Interval
+
+
 @dataclass
 class StudyReport:
     data: StudyData
-    scores: dict[tuple[str | None, str], Estimate]  # (arm label or None = prior, bench) → estimate
-    group_sums: dict[tuple[str | None, str], Estimate]
-    differences: list[tuple[str, str, str, Estimate]]  # (variant, pythia label, mamba label) per group
-    gains: list[tuple[str, str, Estimate, Estimate, Estimate]]  # (backbone, bench, agnostic, aware, gain %)
+    scores: dict[tuple[str | None, str], Interval]  # (arm label or None = prior, bench) → interval over seeds
+    group_sums: dict[tuple[str | None, str], Interval]
+    differences: list[Contrast]  # Pythia − Mamba per order and task group (+ the referring row)
+    gains: list[Contrast]  # order contrasts per backbone and benchmark (CONTRASTS)
     grounding_check: dict[str, Any]
 
 
-def build_study_report(data: StudyData, n_boot: int = N_BOOT) -> StudyReport:
-    bs = Bootstrap(data, n_boot)
-    arms: list[str | None] = [None, *(a.label for a in data.arms)]
-    scores = {(a, b.name): _estimate(_point(data, a, b.name), bs.replicates(a, b.name)) for a in arms for b in data.benches}
+def _prior_interval(value: float) -> Interval:
+    return Interval(value, None, None, None, 1, "deterministic")
+
+
+def build_study_report(data: StudyData) -> StudyReport:
+    labels = [a.label for a in data.arms]
+    scores: dict[tuple[str | None, str], Interval] = {}
+    for b in data.benches:
+        scores[(None, b.name)] = _prior_interval(data.prior_score(b.name))
+        for lab in labels:
+            scores[(lab, b.name)] = _mean(data.seed_scores(lab, b.name))
     headline = [b for b in data.benches if is_headline(b.name)]
     groups = [g for g in GROUP_ORDER if any(b.group == g for b in headline)]
-    group_sums: dict[tuple[str | None, str], Estimate] = {}
-    for a in arms:
-        for g in groups:
-            names = [b.name for b in headline if b.group == g]
-            point = sum(_point(data, a, n) for n in names)
-            group_sums[(a, g)] = _estimate(point, sum(bs.replicates(a, n) for n in names))
+    names_of = {g: [b.name for b in headline if b.group == g] for g in groups}
+
+    def group_seeds(label: str, g: str) -> np.ndarray:
+        return sum(data.seed_scores(label, n) for n in names_of[g])
+
+    group_sums: dict[tuple[str | None, str], Interval] = {}
+    for g in groups:
+        group_sums[(None, g)] = _prior_interval(sum(data.prior_score(n) for n in names_of[g]))
+        for lab in labels:
+            group_sums[(lab, g)] = _mean(group_seeds(lab, g))
+    ref_row = next((b.name for b in data.benches if b.name.endswith(f"({REFERRING})")), None)
     differences = []
-    variants = list(dict.fromkeys(a.variant for a in data.arms))
-    for v in variants:
+    for v in dict.fromkeys(a.variant for a in data.arms):
         pythias = [a for a in data.arms if a.variant == v and is_transformer(a.family)]
         mambas = [a for a in data.arms if a.variant == v and has_ssm_layers(a.family)]
         for p in pythias:
             for m in mambas:
-                for g in groups:
-                    names = [b.name for b in headline if b.group == g]
-                    point = sum(_point(data, p.label, n) - _point(data, m.label, n) for n in names)
-                    reps = sum(bs.replicates(p.label, n) - bs.replicates(m.label, n) for n in names)
-                    differences.append((g, p.label, m.label, _estimate(point, reps)))
+                rows = [(g, f"Σ {g}", group_seeds(p.label, g), group_seeds(m.label, g)) for g in groups]
+                if ref_row is not None:
+                    rows.append(("grounding", ref_row, data.seed_scores(p.label, ref_row), data.seed_scores(m.label, ref_row)))
+                for g, name, a, b in rows:
+                    differences.append(Contrast(g, name, p.label, m.label, "Pythia − Mamba", _paired(a, b), _mean(_relative(a, b))))
     gains = []
     for backbone in dict.fromkeys(a.backbone for a in data.arms):
         by_v = {a.variant: a for a in data.arms if a.backbone == backbone}
-        if "aware" not in by_v or "agnostic" not in by_v:
-            continue
-        aw, ag = by_v["aware"].label, by_v["agnostic"].label
-        for b in headline:
-            ra, rn = bs.replicates(aw, b.name), bs.replicates(ag, b.name)
-            gain = _estimate(float(_relative(_point(data, aw, b.name), _point(data, ag, b.name))), _relative(ra, rn))
-            gains.append((backbone, b.name, scores[(ag, b.name)], scores[(aw, b.name)], gain))
+        for va, vb in CONTRASTS:
+            if va not in by_v or vb not in by_v:
+                continue
+            la, lb = by_v[va].label, by_v[vb].label
+            for b in [*headline, *([next(x for x in data.benches if x.name == ref_row)] if ref_row else [])]:
+                a_s, b_s = data.seed_scores(la, b.name), data.seed_scores(lb, b.name)
+                gains.append(Contrast(b.group, b.name, la, lb, CONTRAST_MEANING[(va, vb)], _paired(a_s, b_s),
+                                      _mean(_relative(a_s, b_s))))  # fmt: skip
     ground = next((b for b in headline if b.group == "grounding"), None)
     check: dict[str, Any] = {}
     if ground is not None:
-        best = max(data.arms, key=lambda a: scores[(a.label, ground.name)].value)
-        acc, prior = scores[(best.label, ground.name)], scores[(None, ground.name)]
-        ratio = acc.value / prior.value if prior.value > 0 else math.inf
-        check = {"benchmark": ground.name, "n": len(ground.ids), "best_arm": best.label, "accuracy": acc.value,
-                 "ci": [acc.lo, acc.hi], "prior": prior.value, "ratio": ratio,
-                 "learned": acc.value >= 25.0 and ratio >= 5.0 and len(ground.ids) >= 200}  # fmt: skip
+        best = max(data.arms, key=lambda a: scores[(a.label, ground.name)].estimate)
+        acc, prior = scores[(best.label, ground.name)], scores[(None, ground.name)].estimate
+        ratio = acc.estimate / prior if prior > 0 else math.inf
+        check = {"benchmark": ground.name, "n": len(ground.ids), "best_arm": best.label, "accuracy": acc.estimate,
+                 "interval": fmt(acc), "prior": prior, "ratio": ratio,
+                 "learned": acc.estimate >= 25.0 and ratio >= 5.0 and len(ground.ids) >= 200}  # fmt: skip
     return StudyReport(data, scores, group_sums, differences, gains, check)
 
 
@@ -310,7 +341,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def score_rows(rep: StudyReport) -> tuple[list[str], list[list[str]]]:
-    """Table 2 style: one row per benchmark and a Σ row per task group; cells ``mean [95 % CI]``."""
+    """Table 2 style: one row per benchmark and a Σ row per task group; cells ``mean [95 % t-interval]``."""
     labels = [a.label for a in rep.data.arms]
     header = ["group", "benchmark (n items)", "metric", "blind prior", *labels]
     rows = []
@@ -319,11 +350,21 @@ def score_rows(rep: StudyReport) -> tuple[list[str], list[list[str]]]:
         if not benches:
             continue
         for b in benches:
-            rows.append([g, f"{b.name} (n={len(b.ids)})", b.metric, rep.scores[(None, b.name)].fmt(),
-                         *(rep.scores[(lab, b.name)].fmt() for lab in labels)])  # fmt: skip
+            prior = rep.scores[(None, b.name)].estimate
+            rows.append([g, f"{b.name} (n={len(b.ids)})", b.metric, "n/a" if math.isnan(prior) else f"{prior:.1f}",
+                         *(fmt(rep.scores[(lab, b.name)]) for lab in labels)])  # fmt: skip
         if (None, g) in rep.group_sums:
-            rows.append([g, f"Σ {g}", "", rep.group_sums[(None, g)].fmt(), *(rep.group_sums[(lab, g)].fmt() for lab in labels)])
+            rows.append([g, f"Σ {g}", "", f"{rep.group_sums[(None, g)].estimate:.1f}",
+                         *(fmt(rep.group_sums[(lab, g)]) for lab in labels)])  # fmt: skip
     return header, rows
+
+
+def _contrast_rows(cs: Sequence[Contrast]) -> list[list[str]]:
+    return [[c.group, c.bench, c.a, c.b, c.meaning, fmt(c.points, signed=True), fmt(c.relative, signed=True),
+             "yes" if excludes_zero(c.points) else "no"] for c in cs]  # fmt: skip
+
+
+CONTRAST_HEADER = ["group", "row", "a", "b", "contrast", "a − b, points", "a − b, % of b", "interval excludes 0"]
 
 
 def report_markdown(rep: StudyReport) -> str:
@@ -331,76 +372,82 @@ def report_markdown(rep: StudyReport) -> str:
     seeds = ", ".join(map(str, cfg["seeds"]))
     header, rows = score_rows(rep)
     parts = [
-        "# Pythia-VL vs Mamba-VL on the synthetic world: scores with 95 % bootstrap CIs",
+        "# Pythia-VL vs Mamba-VL on the synthetic world: scores with seed-level 95 % t-intervals",
         "",
         f"Mean over seeds {{{seeds}}} ({len(cfg['seeds'])} per arm) on the world's `{cfg['split']}` split; "
-        "`[lo, hi]` is the 95 % two-level bootstrap CI (items and seeds resampled, "
-        f"{N_BOOT} resamples; see `analysis/vlm_study.py`). Accuracy in %, CIDEr-D × 100. TAg = task-agnostic "
-        "(image first), TA = task-aware (instruction before the image), QF = query-first.",
+        "`[lo, hi] (95 %, n)` is the Student-t interval over the per-seed scores (`analysis/intervals.py`; "
+        "differences are paired per seed, see `analysis/vlm_study.py`). Accuracy in %, CIDEr-D × 100. "
+        "TAg = task-agnostic (image first), TA = task-aware (instruction before the image), TAg-d = "
+        "distance-matched task-agnostic (filler where TA has the instruction), QF = query-first.",
         "",
         _md_table(header, rows),
     ]
     if rep.differences:
-        parts += ["", "## Pythia − Mamba per task group (positive: the Transformer is ahead)", "",
-                  _md_table(["group", "pythia", "mamba", "difference [95 % CI]"],
-                            [[g, p, m, e.fmt_signed()] for g, p, m, e in rep.differences])]  # fmt: skip
+        parts += ["", "## Pythia − Mamba, paired per seed (positive: the Transformer is ahead)", "",
+                  _md_table(CONTRAST_HEADER, _contrast_rows(rep.differences))]  # fmt: skip
     if rep.gains:
-        parts += ["", "## Task-aware vs task-agnostic (relative gain %, Fig. 4 style)", "",
-                  _md_table(["backbone", "benchmark", "agnostic", "aware", "gain % [95 % CI]"],
-                            [[bb, b, ag.fmt(), aw.fmt(), g.fmt_signed()] for bb, b, ag, aw, g in rep.gains])]  # fmt: skip
+        parts += ["", "## Order contrasts per backbone, paired per seed (Fig. 4 style relative gains)", "",
+                  _md_table(CONTRAST_HEADER, _contrast_rows(rep.gains))]  # fmt: skip
     return "\n".join(parts) + "\n"
+
+
+def _bounds(e: Interval) -> tuple[str, str]:
+    return ("", "") if e.low is None or e.high is None else (repr(e.low), repr(e.high))
 
 
 def report_csv(rep: StudyReport) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["kind", "task_group", "benchmark", "model", "other_model", "value", "ci_lo", "ci_hi", "n_items", "n_seeds"])
+    w.writerow(["kind", "task_group", "benchmark", "model", "other_model", "value", "ci_lo", "ci_hi", "coverage",
+                "n_items", "n_seeds", "contrast"])  # fmt: skip
     n_items = {b.name: len(b.ids) for b in rep.data.benches}
-    n_seeds = {a.label: len(a.seeds) for a in rep.data.arms}
     group_of = {b.name: b.group for b in rep.data.benches}
     for (arm, bench), e in rep.scores.items():
-        w.writerow(["score", group_of[bench], bench, arm or "blind prior", "", repr(e.value), repr(e.lo), repr(e.hi),
-                    n_items[bench], n_seeds.get(arm or "", 0)])  # fmt: skip
+        w.writerow(["score", group_of[bench], bench, arm or "blind prior", "", repr(e.estimate), *_bounds(e),
+                    e.coverage or "", n_items[bench], e.n if arm else 0, ""])  # fmt: skip
     for (arm, g), e in rep.group_sums.items():
-        w.writerow(["group_sum", g, "", arm or "blind prior", "", repr(e.value), repr(e.lo), repr(e.hi), "",
-                    n_seeds.get(arm or "", 0)])  # fmt: skip
-    for g, p, m, e in rep.differences:
-        w.writerow(["difference", g, "", p, m, repr(e.value), repr(e.lo), repr(e.hi), "", n_seeds[p]])
-    for bb, b, _, _, e in rep.gains:
-        w.writerow(["gain", group_of[b], b, bb, "", repr(e.value), repr(e.lo), repr(e.hi), n_items[b], ""])
+        w.writerow(["group_sum", g, "", arm or "blind prior", "", repr(e.estimate), *_bounds(e), e.coverage or "", "",
+                    e.n if arm else 0, ""])  # fmt: skip
+    for kind, cs in (("difference", rep.differences), ("gain", rep.gains)):
+        for c in cs:
+            for unit, e in (("points", c.points), ("relative %", c.relative)):
+                w.writerow([kind if unit == "points" else f"{kind}_relative", c.group, c.bench, c.a, c.b, repr(e.estimate),
+                            *_bounds(e), e.coverage or "", n_items.get(c.bench, ""), e.n, c.meaning])  # fmt: skip
     return buf.getvalue()
 
 
 def plot_gains(rep: StudyReport, out_stem: Path) -> list[Path]:
-    """Relative task-aware gain per benchmark and backbone with 95 % CI error bars and value labels."""
-    rows = [(bb, b, g) for bb, b, _, _, g in rep.gains if not math.isnan(g.value)]
+    """Relative gain of each order contrast per benchmark and backbone, with the paired t-interval as error bars."""
+    rows = [c for c in rep.gains if not math.isnan(c.relative.estimate) and is_headline(c.bench)]
     if not rows:
         return []
     from .figure import new_figure, paper_style, save_figure
 
-    benches = list(dict.fromkeys(b for _, b, _ in rows))
-    backbones = list(dict.fromkeys(bb for bb, _, _ in rows))
-    width = 0.8 / len(backbones)
+    benches = list(dict.fromkeys(c.bench for c in rows))
+    series = list(dict.fromkeys((c.a.split(" (")[0], c.meaning) for c in rows))
+    width = 0.8 / len(series)
     with paper_style():
         fig, (ax,) = new_figure(1, 1)
-        fig.set_size_inches(max(4.5, 1.3 * len(benches) + 1.5), 3.4)
-        for k, bb in enumerate(backbones):
+        fig.set_size_inches(max(5.5, 1.8 * len(benches) + 2.5), 3.6)
+        for k, (bb, meaning) in enumerate(series):
             xs, ys, lo, hi = [], [], [], []
             for i, b in enumerate(benches):
-                e = next((g for bbb, bn, g in rows if bbb == bb and bn == b), None)
-                if e is None:
+                c = next((c for c in rows if c.bench == b and c.a.startswith(bb + " (") and c.meaning == meaning), None)
+                if c is None:
                     continue
+                e = c.relative
                 xs.append(i - 0.4 + width * (k + 0.5))
-                ys.append(e.value)
-                lo.append(e.value - e.lo)
-                hi.append(e.hi - e.value)
-            bars = ax.bar(xs, ys, width=width * 0.95, label=bb, yerr=[lo, hi], capsize=2, error_kw={"linewidth": 0.7})
-            ax.bar_label(bars, labels=[f"{y:+.1f}" for y in ys], fontsize="x-small", padding=2)
+                ys.append(e.estimate)
+                lo.append(e.estimate - e.low if e.low is not None else 0.0)
+                hi.append(e.high - e.estimate if e.high is not None else 0.0)
+            bars = ax.bar(xs, ys, width=width * 0.95, label=f"{bb}: {meaning}", yerr=[lo, hi], capsize=2,
+                          error_kw={"linewidth": 0.7})  # fmt: skip
+            ax.bar_label(bars, labels=[f"{y:+.0f}" for y in ys], fontsize="xx-small", padding=2)
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(benches)))
-        ax.set_xticklabels(benches, rotation=20, ha="right", fontsize="x-small")
-        ax.set_ylabel("task-aware gain (%), 95 % CI")
-        ax.legend(title=None, fontsize="x-small")
+        ax.set_xticklabels(benches, rotation=15, ha="right", fontsize="x-small")
+        ax.set_ylabel("relative gain (%), 95 % t-interval")
+        ax.legend(title=None, fontsize="xx-small", ncol=2)
         return save_figure(fig, out_stem)
 
 
@@ -439,20 +486,21 @@ def study_readme(record: dict[str, Any], rep: StudyReport | None) -> str:
     if rep is not None:
         header, rows = score_rows(rep)
         c = rep.grounding_check
-        parts += ["", "## Scores (mean over seeds, 95 % bootstrap CI)", "", _md_table(header, rows), "",
+        parts += ["", "## Scores (mean over seeds, 95 % t-interval over seeds)", "", _md_table(header, rows), "",
                   "Blind prior: a text-only predictor fit on the training split, scored by the same scorer ("
                   + "; ".join(f"{k}: {v}" for k, v in rep.data.prior_rules.items() if is_headline(k))
                   + "). The strict-parser row scores the same predictions when the answer must be exactly one box; "
-                  f"the '{OTHER}' row counts wrong answers that hit another object of the image at IoU ≥ 0.5 "
-                  "(localising objects without reading the expression scores there).",
+                  f"'{ANY}' is localisation (the answer hits some object of the image at IoU ≥ 0.5), "
+                  f"'{OTHER}' the wrong answers that hit another object, and '{REFERRING}' the share of the answers "
+                  "hitting an object that hit the referred one, on images with two or more objects (50 % = reads "
+                  "no expression).",
                   ]  # fmt: skip
         if c:
-            verdict = "**learned**" if c["learned"] else "**not learned** by the issue's bar (≥ 25 % and ≥ 5× the prior, n ≥ 200)"
-            parts += ["", f"Grounding: best arm {c['best_arm']} reaches {c['accuracy']:.1f} % "
-                      f"[{c['ci'][0]:.1f}, {c['ci'][1]:.1f}] Acc@IoU≥0.5 on n={c['n']} held-out expressions, "
-                      f"{c['ratio']:.1f}× the blind prior ({c['prior']:.1f} %): {verdict}."]  # fmt: skip
-        parts += ["", "Pythia − Mamba differences and task-aware gains with CIs: [report.md](report.md), "
-                  "[report.csv](report.csv), [gains.png](gains.png). Per-sample predictions: "
+            verdict = "**learned**" if c["learned"] else "**not learned** by the bar (≥ 25 % and ≥ 5× the prior, n ≥ 200)"
+            parts += ["", f"Grounding: best arm {c['best_arm']} reaches {c['interval']} Acc@IoU≥0.5 on n={c['n']} "
+                      f"held-out expressions, {c['ratio']:.1f}× the blind prior ({c['prior']:.1f} %): {verdict}."]  # fmt: skip
+        parts += ["", "Pythia − Mamba and order contrasts (task-aware, distance-matched), paired per seed: "
+                  "[report.md](report.md), [report.csv](report.csv), [gains.png](gains.png). Per-sample predictions: "
                   "`evals/<backbone>-<order>-s<seed>/<task>/predictions.jsonl`, the prior's in `prior/<task>/`."]  # fmt: skip
     parts += [
         "",
@@ -466,14 +514,14 @@ def study_readme(record: dict[str, Any], rep: StudyReport | None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_study_report(out: str | Path, *, n_boot: int = N_BOOT) -> tuple[StudyReport | None, list[Path]]:
+def write_study_report(out: str | Path) -> tuple[StudyReport | None, list[Path]]:
     """``report.md``, ``report.csv``, ``gains.png/pdf`` (finished studies) and ``README.md`` (always)."""
     out = Path(out)
     record = json.loads((out / "study.json").read_text())
     rep = None
     written: list[Path] = []
     if record["status"] == "finished":
-        rep = build_study_report(load_study(out), n_boot)
+        rep = build_study_report(load_study(out))
         atomic_write_text(out / "report.md", report_markdown(rep))
         atomic_write_text(out / "report.csv", report_csv(rep))
         written += [out / "report.md", out / "report.csv", *plot_gains(rep, out / "gains")]

@@ -55,7 +55,8 @@ def world(
 # typer parameter name -> VLMTrainConfig field (the config file takes the field names, or these flag names)
 _TRAIN_FIELDS = {
     "stage": "stage", "data": "data", "out": "out", "backbone": "backbone", "encoder": "encoder",
-    "encoder_weights": "encoder_weights", "connector": "connector", "resolution": "resolution",
+    "encoder_weights": "encoder_weights", "encoder_from": "encoder_from", "train_encoder": "train_encoder",
+    "connector": "connector", "resolution": "resolution",
     "prune_k": "prune_k", "image_root": "image_root", "init_from": "init_from", "tokenizer": "tokenizer",
     "order": "task_aware", "loss_norm": "loss_norm", "max_steps": "max_steps", "epochs": "epochs",
     "batch_size": "batch_size", "lr": "lr", "max_length": "max_length", "seed": "seed",
@@ -80,6 +81,10 @@ def train_cmd(
     backbone: str = typer.Option("pythia-tiny", "--model", "--backbone", help="Backbone: preset or local save_pretrained directory."),
     encoder: str = typer.Option("tiny", "--encoder", help="tiny | eva02-l14-336 | clip-l14-336"),
     encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="EVA-02 weights file or CLIP directory."),
+    encoder_from: str | None = typer.Option(
+        None, "--encoder-from", help="VLM checkpoint or run whose encoder weights to start from (then frozen)."),
+    train_encoder: bool | None = typer.Option(
+        None, "--train-encoder/--freeze-encoder", help="Default: a trainable encoder learns in stage 1 only."),
     connector: str = typer.Option("mlp", "--connector", help="mlp | vss-mlp-bsm | vss-mlp-csm | vss-l2-bsm | vss-l2-csm"),
     resolution: int | None = typer.Option(None, "--resolution", help="Encoder input size (default: the encoder's)."),
     prune_k: int | None = typer.Option(None, "--prune-k", help="Keep the k most salient patches."),
@@ -87,7 +92,7 @@ def train_cmd(
     init_from: str | None = typer.Option(None, "--init-from", help="Stage-1 run (or checkpoint) to start stage 2 from."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer directory (default: backbone's, or trained)."),
     order: str = typer.Option(
-        "agnostic", "--order", help="agnostic | aware (instruction before the image) | query-first (+ first prompt)."
+        "agnostic", "--order", help="agnostic | aware (instruction before the image) | query-first (+ first prompt) | matched (filler before the image)."
     ),
     loss_norm: str = typer.Option("sequence", "--loss-norm", help="sequence (paper) | turn | token."),
     max_steps: int = typer.Option(1000, "--max-steps"),

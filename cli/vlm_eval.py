@@ -188,6 +188,9 @@ def prune_quality_cmd(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "quality.csv", buf.getvalue())
+    from probes.analysis.vlm_gap import plot_prune_quality
+
+    figures = plot_prune_quality(rows, out / "quality")
     for r in rows:
         typer.echo(f"k={r['k']:>4} {r['method']:>8}: {r['metric']} {r['score']:.2f} (n={r['n']})")
-    typer.echo(f"wrote {out / 'quality.csv'}")
+    typer.echo("wrote " + ", ".join(str(p) for p in [out / "quality.csv", *figures]))

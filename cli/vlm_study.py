@@ -1,7 +1,7 @@
 """`probes vlm study` (registered on the vlm sub-app): the small end-to-end study on the synthetic world.
 
 The library (``probes.vlm.study``) runs the stages and writes eval outputs; this command then draws the
-report through ``probes.analysis.vlm_study`` (bootstrap CIs, the gap table, the gains figure, README.md).
+report through ``probes.analysis.vlm_study`` (seed-level t-intervals, paired per-seed differences, the gains figure, README.md).
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ def study_cmd(
     out: Path = typer.Option(..., "--out", help="Study directory: report, plots, study.json, README.md, evals/."),
     runs: Path | None = typer.Option(None, "--runs", help="World and training runs (checkpoints; default OUT/runs)."),
     backbones: str = typer.Option("pythia-tiny,mamba-tiny", "--models", "--backbones", help="Comma-separated backbones."),
-    variants: str = typer.Option("agnostic,aware", "--variants", help="Orders: agnostic, aware, query-first."),
+    variants: str = typer.Option(
+        "agnostic,aware,matched", "--variants", help="Orders: agnostic, aware, matched (distance-matched agnostic), query-first."),
     tasks: str = typer.Option("grounding,captioning,vqa", "--tasks", help="Benchmarks of the world to evaluate."),
-    seeds: str = typer.Option("0,1", "--seeds", help="Training seeds per arm (init and data order)."),
+    seeds: str = typer.Option("0,1,2,3", "--seeds", help="Training seeds per arm (init and data order)."),
     n_images: int = typer.Option(1400, "--n-images", help="Synthetic images (80/10/10 train/val/test)."),
     world_seed: int = typer.Option(0, "--world-seed", help="Seed of the synthetic world."),
     canvas: str = typer.Option("96x96", "--canvas", help="Image size WIDTHxHEIGHT in pixels."),
@@ -57,9 +58,10 @@ def study_cmd(
     layout: str = typer.Option("free", "--layout", help="free | quadrants (see probes.vlm.data.world.WorldSpec)."),
     grounding_repeats: int = typer.Option(4, "--grounding-repeats", help="Grounding sequences per epoch in stage 2."),
     connector: str = typer.Option("mlp", "--connector", help="mlp | vss-mlp-bsm | vss-mlp-csm | vss-l2-bsm | vss-l2-csm"),
-    stage1_steps: int = typer.Option(50, "--stage1-steps", help="Stage 1 steps (connector + the trainable tiny encoder; LM frozen)."),
-    stage2_steps: int = typer.Option(1800, "--stage2-steps", help="Stage 2 (connector + LM) steps."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Training batch, both stages."),
+    encoder_steps: int = typer.Option(1000, "--encoder-steps", help="Steps of the shared encoder stage (captions; then frozen in every arm)."),
+    stage1_steps: int = typer.Option(20, "--stage1-steps", help="Stage 1 steps (connector only; LM and encoder frozen)."),
+    stage2_steps: int = typer.Option(400, "--stage2-steps", help="Stage 2 (connector + LM) steps."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Training batch, both stages."),
     stage1_lr: float = typer.Option(1e-3, "--stage1-lr"),
     stage2_lr: float = typer.Option(3e-3, "--stage2-lr", help="3e-3: the tiny LMs start from random weights."),
     loss_norm: str = typer.Option("sequence", "--loss-norm", help="sequence (paper) | turn | token."),
@@ -74,7 +76,7 @@ def study_cmd(
         None, "--stop-after", help="Stop at the first stage boundary after this many seconds (then --resume)."
     ),
 ) -> None:
-    """Run the small study end to end: world, blind prior, per backbone × order × seed stage 1, stage 2 and evals, then the report with bootstrap CIs.
+    """Run the small study end to end: world, blind prior, the shared frozen encoder, per backbone × seed stage 1, stage 2 and evals, then the report with seed-level t-intervals.
 
     Example: probes vlm study --out figures/vlm_study --runs runs/vlm_study
     """
@@ -90,7 +92,7 @@ def study_cmd(
         tasks=_names(tasks, "--tasks"), seeds=_ints(seeds, "--seeds"), n_images=n_images, world_seed=world_seed,
         width=width, height=height, objects=_pair(objects, "--objects", "-", int),
         size=_pair(size, "--size", "-", float), box_decimals=box_decimals, layout=layout,
-        grounding_repeats=grounding_repeats, connector=connector,
+        grounding_repeats=grounding_repeats, connector=connector, encoder_steps=encoder_steps,
         stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_size=batch_size, stage1_lr=stage1_lr,
         stage2_lr=stage2_lr, loss_norm=loss_norm, max_length=max_length, split=split,
         eval_batch_size=eval_batch_size, threads=threads, workers=workers,
@@ -122,7 +124,7 @@ def study_cmd(
         from rich.table import Table
 
         header, rows = score_rows(report)
-        table = Table(title="VLM study: mean over seeds [95 % bootstrap CI]")
+        table = Table(title="VLM study: mean over seeds [95 % t-interval over seeds]")
         for col in header:
             table.add_column(col)
         for row in rows:

@@ -36,7 +36,7 @@ def test_file_sets_every_field_and_typed_flags_override(tmp_path: Path, capsys: 
         f"stage: 2\ndata: {tmp_path / 'world'}\nout: {tmp_path / 'run'}\n"
         "model: mamba-tiny\nconnector: vss-mlp-bsm\n"
         "encoder_overrides: {depth: 2}\nresolution: 64\nprune-k: 9\nimage_root: imgs\ninit_from: runs/s1\n"
-        "tokenizer: tok\nencoder_weights: w.pt\norder: aware\nloss_norm: token\nmax-steps: 40\nepochs: 1.5\n"
+        "tokenizer: tok\nencoder_weights: w.pt\nencoder_from: runs/enc\ntrain_encoder: true\norder: aware\nloss_norm: token\nmax-steps: 40\nepochs: 1.5\n"
         "task_repeats: {grounding: 3}\nbatch-size: 6\nlr: 3.0e-4\nwarmup_ratio: 0.1\nweight_decay: 0.05\n"
         "betas: [0.8, 0.95]\ngrad_clip: 0.5\nmax_length: 256\nseed: 5\nsave_every: 20\nlog_every: 2\n"
         "report_to: [csv]\n"
@@ -47,7 +47,7 @@ def test_file_sets_every_field_and_typed_flags_override(tmp_path: Path, capsys: 
         "stage": 2, "data": str(tmp_path / "world"), "out": str(tmp_path / "run"), "backbone": "mamba-tiny",
         "encoder": "tiny", "encoder_weights": "w.pt", "encoder_overrides": {"depth": 2},
         "connector": "vss-mlp-bsm", "resolution": 64, "prune_k": 9, "image_root": "imgs",
-        "init_from": "runs/s1", "tokenizer": "tok", "task_aware": "aware", "loss_norm": "token",
+        "init_from": "runs/s1", "tokenizer": "tok", "encoder_from": "runs/enc", "train_encoder": True, "task_aware": "aware", "loss_norm": "token",
         "max_steps": 40, "epochs": 1.5, "task_repeats": {"grounding": 3}, "batch_size": 6, "lr": 3e-4,
         "warmup_ratio": 0.1, "weight_decay": 0.05, "betas": [0.8, 0.95], "grad_clip": 0.5, "max_length": 256,
         "seed": 5, "save_every": 20, "log_every": 2,
@@ -90,7 +90,7 @@ def test_flag_defaults_equal_the_config_defaults() -> None:
         ("weight_decy: 0.1\n", [], "unknown key 'weight_decy' in the config file"),
         ("max_steps: abc\n", [], "'max_steps' in the config file: Input should be a valid integer"),
         ("betas: [a, 0.9]\n", [], "'betas' in the config file: Input should be a valid number"),
-        ("order: middle\n", [], "'order' in the config file: Input should be 'agnostic', 'aware' or"),
+        ("order: middle\n", [], "'order' in the config file: Input should be 'agnostic', 'aware', 'query-first' or 'matched'"),
         ("order: aware\ntask_aware: agnostic\n", [], "sets 'task_aware' twice"),
         ("stage: [\n", [], "is not valid YAML (line 5)"),  # after the three lines every case starts with
         ("lr: 1: 2\n", [], "is not valid YAML (line 4)"),

@@ -185,6 +185,7 @@ def test_prune_quality_rows_per_k_and_method(pruned_checkpoint: Path, world: Pat
     # keeping all 36 patches is the same model whichever way they are chosen: identical predictions
     same = [(tmp_path / "q" / f"{m}-k36" / "predictions.jsonl").read_text() for m in ("saliency", "random")]
     assert same[0] == same[1]
+    assert (tmp_path / "q" / "quality.png").is_file() and (tmp_path / "q" / "quality.pdf").is_file()
 
 
 def test_random_pruner_is_seeded_and_in_raster_order() -> None:
@@ -193,11 +194,15 @@ def test_random_pruner_is_seeded_and_in_raster_order() -> None:
     from probes.vlm.eval.pruning_quality import RandomPruner
 
     x = torch.randn(2, 10, 3)
-    kept, idx = RandomPruner(4, seed=1)(x)
-    kept2, idx2 = RandomPruner(4, seed=1)(x)
+    a, b = RandomPruner(4, seed=1), RandomPruner(4, seed=1)
+    (kept, idx), (_, idx2) = a(x), b(x)
     assert torch.equal(idx, idx2) and idx.shape == (2, 4)
     assert torch.equal(idx, idx.sort(dim=1).values)
     assert torch.equal(kept[0], x[0, idx[0]])
+    # the generator advances image by image: slot 0 of later batches gets fresh subsets, replayed by a twin
+    later = [a(x)[1] for _ in range(5)]
+    assert any(not torch.equal(t[0], idx[0]) for t in later)
+    assert all(torch.equal(t, b(x)[1]) for t in later)
 
 
 def test_prune_quality_needs_a_scorer_for_saliency(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

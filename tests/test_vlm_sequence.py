@@ -32,6 +32,24 @@ def test_task_agnostic_layout_token_by_token() -> None:
     assert s.example_index == [-1] * 10 + [0, 0, 0, -1, -1, 1, 1]
 
 
+def test_matched_order_has_task_aware_distances_without_the_instruction() -> None:
+    """The distance-matched control: filler where task-aware has the instruction, so the image position and the
+    image-to-answer distance equal task-aware's while nothing before the image names the task."""
+    parts = TextParts((10, 11), (Turn((20,), (30,)),))
+    aware = build_sequence(parts, SP, grid_w=2, n_patches=4, task_aware="aware")
+    matched = build_sequence(parts, SP, grid_w=2, n_patches=4, task_aware="matched")
+    agnostic = build_sequence(parts, SP, grid_w=2, n_patches=4, task_aware="agnostic")
+    assert matched.input_ids == [P, P, 900, P, P, 901, P, P, 900, 20, 30, 2]
+    assert 10 not in matched.input_ids and 11 not in matched.input_ids
+    assert len(matched) == len(aware) and matched.labels == aware.labels and matched.image_mask == aware.image_mask
+
+    def gap(seq) -> int:  # tokens between the image's closing ## and the first target
+        first_target = next(i for i, x in enumerate(seq.labels) if x != IGNORE)
+        return first_target - max(i for i, x in enumerate(seq.input_ids) if x == 900)
+
+    assert gap(matched) == gap(aware) == 2 and gap(agnostic) == 4
+
+
 def test_task_aware_puts_only_the_instruction_before_image() -> None:
     """Shaking Up VLMs §5.3.1 (and its released code): the instruction moves, the prompt stays after the image."""
     parts = TextParts((10,), (Turn((20, 21), (30,)), Turn((22,), (31,))))

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from probes.cli.app import main
 
-SMALL = ["--n-images", "20", "--stage1-steps", "5", "--stage2-steps", "20", "--batch-size", "8",
+SMALL = ["--n-images", "20", "--encoder-steps", "5", "--stage1-steps", "5", "--stage2-steps", "20", "--batch-size", "8",
          "--stage2-lr", "3e-3", "--eval-batch-size", "8", "--seeds", "0,1", "--canvas", "96x96"]  # fmt: skip
-ARMS = ["pythia-tiny-agnostic", "pythia-tiny-aware", "mamba-tiny-agnostic", "mamba-tiny-aware"]
+VARIANTS = ["agnostic", "aware", "matched"]
+ARMS = [f"{b}-{v}" for b in ("pythia-tiny", "mamba-tiny") for v in VARIANTS]
 SEEDS = [0, 1]
 TASKS = ["grounding", "captioning", "vqa"]
 
@@ -41,7 +42,7 @@ def _scores(out: Path) -> dict[tuple[str, int, str], dict]:
 
 def _label(arm: str) -> str:
     backbone, variant = arm.rsplit("-", 1)
-    return f"{backbone} ({'TA' if variant == 'aware' else 'TAg'})"
+    return f"{backbone} ({ {'aware': 'TA', 'agnostic': 'TAg', 'matched': 'TAg-d'}[variant]})"
 
 
 @pytest.mark.slow
@@ -72,29 +73,31 @@ def test_study_report_numbers_are_the_scores_read_back_with_cis(study: Path) -> 
         prior = json.loads((study / "prior" / t / "prior.json").read_text())
         (row,) = [r for r in rows if r["kind"] == "score" and r["model"] == "blind prior" and r["benchmark"] == prior["benchmark"]]
         assert math.isclose(float(row["value"]), prior["score"], abs_tol=1e-6)
-    diffs = [r for r in rows if r["kind"] == "difference"]
-    assert len(diffs) == 6  # 3 groups × (agnostic, aware)
-    group_task = {"grounding": "grounding", "captioning": "captioning", "vqa": "vqa"}
+    diffs = [r for r in rows if r["kind"] == "difference" and r["benchmark"].startswith("Σ")]
+    assert len(diffs) == 9  # 3 groups × 3 orders, paired per seed
     for r in diffs:
-        variant = "aware" if "(TA)" in r["model"] else "agnostic"
-        t = group_task[r["task_group"]]
+        variant = {"(TA)": "aware", "(TAg)": "agnostic", "(TAg-d)": "matched"}[r["model"].split(" ", 1)[1]]
+        t = r["task_group"]
         expected = mean[(f"pythia-tiny-{variant}", t)] - mean[(f"mamba-tiny-{variant}", t)]
-        assert math.isclose(float(r["value"]), expected, abs_tol=1e-6)
-    for r in (r for r in rows if r["kind"] == "gain" and "strict" not in r["benchmark"]):
-        (t,) = [t for t in TASKS if scores[(f"{r['model']}-aware", 0, t)]["benchmark"] == r["benchmark"]]
-        a, n = mean[(f"{r['model']}-aware", t)], mean[(f"{r['model']}-agnostic", t)]
-        value = float(r["value"])
-        assert (math.isnan(value) and n == 0) or math.isclose(value, 100 * (a - n) / n, abs_tol=1e-6)
+        assert math.isclose(float(r["value"]), expected, abs_tol=1e-6) and int(r["n_seeds"]) == 2
+        assert float(r["ci_lo"]) <= float(r["value"]) + 1e-9 <= float(r["ci_hi"]) + 2e-9
+    gains = [r for r in rows if r["kind"] == "gain" and "(" not in r["benchmark"]]
+    assert {r["contrast"] for r in gains} == {"task-aware gain (Fig. 4)", "distance only", "task only (distance matched)"}
+    for r in gains:  # points: the mean of the per-seed differences = the difference of the means
+        (t,) = [t for t in TASKS if scores[(ARMS[0], 0, t)]["benchmark"] == r["benchmark"]]
+        a, b = (f"{x.split(' ')[0]}-{ {'TA)': 'aware', 'TAg)': 'agnostic', 'TAg-d)': 'matched'}[x.split('(')[1]]}"
+                for x in (r["model"], r["other_model"]))
+        assert math.isclose(float(r["value"]), mean[(a, t)] - mean[(b, t)], abs_tol=1e-6)
     record = json.loads((study / "study.json").read_text())
     assert record["status"] == "finished" and record["command"].startswith("probes vlm study --out")
     assert record["env"]["torch"] and record["env"]["device"] == "cpu" and record["elapsed_s"] > 0
     stages = {s["name"]: s for s in record["stages"]}
-    assert len(stages) == 2 + 2 * 2 * (1 + 2 * (1 + 3)) and all(s["status"] == "done" for s in stages.values())
+    assert len(stages) == 3 + 2 * 2 * (1 + 3 * (1 + 3)) and all(s["status"] == "done" for s in stages.values())
     for (a, s, t), sc in scores.items():
         backbone, variant = a.rsplit("-", 1)
         assert stages[f"{backbone}/{variant}/seed{s}/eval-{t}"]["info"]["score"] == sc["score"]
     readme = (study / "README.md").read_text()
-    assert record["command"] in readme and "95 % bootstrap CI" in readme
+    assert record["command"] in readme and "95 % t-interval over seeds" in readme
 
 
 @pytest.mark.slow
@@ -141,31 +144,39 @@ def test_resolution_study_on_a_study_checkpoint(study: Path, tmp_path: Path, cap
     assert (out / "resolution.png").is_file() and (out / "resolution.pdf").is_file()
 
 
-def test_bootstrap_ci_on_hand_built_values() -> None:
-    """Identical items and seeds: the CI collapses on the mean; seeds that disagree widen it; the paired
-    difference of two arms with the same per-item values is exactly 0 in every resample."""
+def test_seed_intervals_and_paired_differences_on_hand_built_values() -> None:
+    """Seeds that agree give a zero-width interval; a constant per-seed offset between two arms is a paired
+    difference with zero width even when the seeds disagree (what the pairing buys); the referring row
+    counts only answers that hit an object (NaN items are outside it)."""
     import numpy as np
     from probes.analysis.vlm_study import Arm, Bench, StudyData, build_study_report
 
-    ids = tuple(str(i) for i in range(50))
+    ids = tuple(str(i) for i in range(4))
     bench = Bench("grounding", "grounding", "refcoco-test", "acc@iou>=0.5", ids)
-    arms = [Arm("pythia-tiny", "gpt_neox", "agnostic", (0, 1)), Arm("mamba-tiny", "mamba", "agnostic", (0, 1))]
-    flat = np.full((2, 50), 40.0)
-    split = np.vstack([np.zeros(50), np.full(50, 100.0)])
-    data = StudyData({"config": {"seeds": [0, 1]}}, [bench], arms,
-                     {(arms[0].label, bench.name): flat, (arms[1].label, bench.name): split},
-                     {bench.name: np.zeros((1, 50))}, {bench.name: "mean box"})  # fmt: skip
-    rep = build_study_report(data, n_boot=400)
+    ref = Bench("grounding", "grounding", "refcoco-test (referring, 2+ objects)", "acc@iou>=0.5", ids)
+    arms = [Arm("pythia-tiny", "gpt_neox", v, (0, 1, 2, 3)) for v in ("agnostic", "aware")]
+    arms += [Arm("mamba-tiny", "mamba", v, (0, 1, 2, 3)) for v in ("agnostic", "aware")]
+    flat = np.full((4, 4), 40.0)
+    spread = np.array([[0.0] * 4, [25.0] * 4, [50.0] * 4, [75.0] * 4])
+    values = {(arms[0].label, bench.name): flat, (arms[1].label, bench.name): flat,
+              (arms[2].label, bench.name): spread, (arms[3].label, bench.name): spread + 10.0}
+    nan = math.nan
+    refs = np.array([[100.0, 0.0, nan, nan]] * 4)
+    for a in arms:
+        values[(a.label, ref.name)] = refs
+    data = StudyData({"config": {"seeds": [0, 1, 2, 3]}}, [bench, ref], arms, values,
+                     {bench.name: np.zeros((1, 4)), ref.name: np.full((1, 4), nan)}, {bench.name: "box", ref.name: "box"})  # fmt: skip
+    rep = build_study_report(data)
     e = rep.scores[(arms[0].label, bench.name)]
-    assert (e.value, e.lo, e.hi) == (40.0, 40.0, 40.0)
-    e = rep.scores[(arms[1].label, bench.name)]
-    assert e.value == 50.0 and e.lo == 0.0 and e.hi == 100.0  # a resample may hold one seed twice
-    (diff,) = rep.differences
-    assert diff[0] == "grounding" and diff[3].value == -10.0
-    assert rep.grounding_check["learned"] is False  # n = 50 < 200
-    same = StudyData(data.record, [bench], arms, {(a.label, bench.name): flat for a in arms}, data.prior, data.prior_rules)
-    (d,) = build_study_report(same, n_boot=100).differences
-    assert (d[3].value, d[3].lo, d[3].hi) == (0.0, 0.0, 0.0)
+    assert (e.estimate, e.low, e.high, e.n) == (40.0, 40.0, 40.0, 4)
+    e = rep.scores[(arms[2].label, bench.name)]
+    assert e.estimate == 37.5 and e.low < 0.0 < 75.0 < e.high and e.coverage == 0.95
+    assert rep.scores[(arms[0].label, ref.name)].estimate == 50.0
+    gain = next(c for c in rep.gains if c.a == arms[3].label and c.bench == bench.name and c.b == arms[2].label)
+    assert (gain.points.estimate, gain.points.low, gain.points.high) == (10.0, 10.0, 10.0)
+    diff = next(c for c in rep.differences if c.a == arms[0].label and c.bench == "Σ grounding")
+    assert diff.points.estimate == 2.5 and diff.points.low < 0 < diff.points.high  # unpaired spread stays
+    assert rep.grounding_check["learned"] is False  # n = 4 < 200
 
 
 def test_world_varies_the_first_turn(tmp_path: Path) -> None:

@@ -117,3 +117,50 @@ def test_two_processes_through_accelerate_match_one(world: Path, tmp_path: Path)
     subprocess.run([sys.executable, "-m", "probes", *args, "--out", str(tmp_path / "one")], check=True, env=env, capture_output=True, timeout=120)
     assert json.loads((tmp_path / "ddp" / "env.json").read_text())["num_processes"] == 2
     assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)
+
+
+def test_training_packs_under_the_per_dataset_cap(world: Path, tmp_path: Path) -> None:
+    """App. A.3 caps VQAv2 at 20 QA pairs per sequence: ``train`` must pass each record's dataset to the packer,
+    so 25 VQAv2 turns of one image become 2 sequences (20 + 5), while the same 25 turns without a dataset name
+    fit one sequence (the length budget alone allows it)."""
+    from probes.vlm.data.llava import llava_record
+
+    torch.set_num_threads(1)
+    image = "images/COCO_synth_000000000001.png"
+    turns = [(f"is there a red circle {i}?", "yes") for i in range(25)]
+
+    def stats(dataset: str, name: str) -> dict:
+        data = tmp_path / f"{name}.json"
+        data.write_text(json.dumps([llava_record("1-vqa", image, "vqa", "answer the question.", turns, dataset)]))
+        run = train(_cfg(world, tmp_path / name, stage=2, data=str(data), image_root=str(world), max_steps=1,
+                         batch_size=1, max_length=1024))
+        return json.loads((run / "config.json").read_text())["data"]
+
+    capped, uncapped = stats("vqav2", "capped"), stats("", "uncapped")
+    assert (capped["sequences"], capped["examples"]) == (2, 25)
+    assert (uncapped["sequences"], uncapped["examples"]) == (1, 25)
+
+
+def test_stage_two_keeps_the_encoder_frozen_and_encoder_from_shares_one(world: Path, tmp_path: Path) -> None:
+    """The paper keeps the vision encoder frozen (§3.2): the tiny encoder learns in stage 1 only, and a run
+    given --encoder-from starts from that checkpoint's encoder and never changes it."""
+    torch.set_num_threads(1)
+
+    def encoder(run: Path) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in load_file(run / "final" / "vision.safetensors").items() if k.startswith("encoder.")}
+
+    s1 = train(_cfg(world, tmp_path / "s1", lr=3e-3, max_steps=2))
+    s2 = train(_cfg(world, tmp_path / "s2", stage=2, init_from=str(s1), max_steps=2, batch_size=2, lr=1e-2))
+    e1, e2 = encoder(s1), encoder(s2)
+    assert e1 and all(torch.equal(e1[k], e2[k]) for k in e1)
+    other = train(_cfg(world, tmp_path / "o", lr=3e-3, max_steps=2, seed=7, encoder_from=str(s1)))
+    assert all(torch.equal(e1[k], encoder(other)[k]) for k in e1)
+    learns = train(_cfg(world, tmp_path / "l", stage=2, init_from=str(s1), max_steps=2, batch_size=2, lr=1e-2,
+                        train_encoder=True))
+    assert any(not torch.equal(e1[k], encoder(learns)[k]) for k in e1)
+
+
+def test_encoder_from_a_directory_that_is_no_checkpoint_is_one_user_error(world: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a VLM checkpoint") as exc:
+        train(_cfg(world, tmp_path / "run", encoder_from=str(tmp_path / "nothing")))
+    assert "\n" not in str(exc.value) and not (tmp_path / "run").exists()

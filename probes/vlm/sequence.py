@@ -14,6 +14,15 @@ Query-first (the paper's untested follow-up, our own named variant): the instruc
 
     <instruction> <prompt_1> ## p11 … ## <response_1> EOS <prompt_2> <response_2> EOS …
 
+Distance-matched task-agnostic (``matched``, our control for recency): as task-aware, but the instruction's
+tokens before the image are replaced by as many neutral filler tokens (the pad id), and the instruction
+itself is not given. The image sits at the same position and at the same distance from every answer as in
+the task-aware layout, yet nothing before the image names the task, so task-aware − matched isolates
+task-awareness while matched − agnostic isolates the shorter image-to-answer distance (for a 2-layer SSM
+the distance alone can matter, §5.3.1 reads the task-aware gain as conditioning on the task)::
+
+    <filler × len(instruction)> ## p11 … ## <prompt_1> <response_1> EOS <prompt_2> …
+
 The paper applies task-aware encoding in instruction tuning only; stage 1 (captioning pretraining) is
 task-agnostic whatever the order asked for (:func:`probes.vlm.train.train` enforces it).
 
@@ -35,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 IGNORE = -100
-Order = Literal["agnostic", "aware", "query-first"]
-ORDERS: tuple[Order, ...] = ("agnostic", "aware", "query-first")
+Order = Literal["agnostic", "aware", "query-first", "matched"]
+ORDERS: tuple[Order, ...] = ("agnostic", "aware", "query-first", "matched")
 
 
 def as_order(order: bool | str) -> Order:
@@ -137,6 +146,9 @@ def build_sequence(
     if order == "agnostic":
         add_image()
         seq._add(parts.instruction_ids)
+    elif order == "matched":
+        seq._add([special.pad] * len(parts.instruction_ids))
+        add_image()
     else:
         seq._add(parts.instruction_ids)
         if order == "query-first":

@@ -63,10 +63,35 @@ def _texts(convs: list[Conversation]) -> list[str]:
     return [t for t in out if t]
 
 
+def _checkpoint_dir(path: str) -> Path:
+    src = Path(path)
+    return src / "final" if (src / "final" / "vlm_config.json").is_file() else src
+
+
 def _make_vlm(cfg: VLMTrainConfig, convs: list[Conversation]) -> VLM:
+    vlm = _new_or_loaded_vlm(cfg, convs)
+    if cfg.encoder_from:
+        _copy_encoder(vlm, _checkpoint_dir(cfg.encoder_from))
+    return vlm
+
+
+def _copy_encoder(vlm: VLM, src: Path) -> None:
+    """Load the vision-encoder weights of the VLM checkpoint ``src`` into ``vlm`` (shapes must match)."""
+    if not (src / "vlm_config.json").is_file():
+        raise UserError(f"--encoder-from {src}: not a VLM checkpoint (no vlm_config.json)")
+    donor = load_vlm(src)
+    if donor.config.encoder != vlm.config.encoder or donor.encoder.n_patches != vlm.encoder.n_patches:
+        raise UserError(f"--encoder-from {src}: its encoder ({donor.config.encoder}, {donor.encoder.n_patches} patches) "
+                        f"differs from this run's ({vlm.config.encoder}, {vlm.encoder.n_patches} patches)")
+    try:
+        vlm.encoder.load_state_dict(donor.encoder.state_dict())
+    except RuntimeError as exc:
+        raise UserError(f"--encoder-from {src}: encoder weights do not fit: {str(exc).splitlines()[0]}") from None
+
+
+def _new_or_loaded_vlm(cfg: VLMTrainConfig, convs: list[Conversation]) -> VLM:
     if cfg.init_from:
-        src = Path(cfg.init_from)
-        vlm = load_vlm(src / "final" if (src / "final" / "vlm_config.json").is_file() else src)
+        vlm = load_vlm(_checkpoint_dir(cfg.init_from))
         vlm.config.task_aware = cfg.task_aware
         return vlm
     if cfg.tokenizer:
@@ -98,6 +123,7 @@ def _packed_items(cfg: VLMTrainConfig, vlm: VLM, convs: list[Conversation]) -> t
             task=c.task,
             instruction_ids=encode(tok, c.instruction),
             turns=tuple(Turn(encode(tok, p), encode(tok, r)) for p, r in c.turns),
+            dataset=c.dataset,  # selects the per-dataset turn cap (App. A.3, probes.vlm.packing.DATASET_CAPS)
         )
         for c in convs
     ]
@@ -111,13 +137,17 @@ def _packed_items(cfg: VLMTrainConfig, vlm: VLM, convs: list[Conversation]) -> t
                    "sequences_per_epoch": len(items)}  # fmt: skip
 
 
-def set_trainable(vlm: VLM, stage: int) -> list[torch.nn.Parameter]:
-    """Stage 1: connector (+ pruner, + a trainable encoder); stage 2: also the whole language model."""
+def set_trainable(vlm: VLM, stage: int, *, encoder: bool | None = None) -> list[torch.nn.Parameter]:
+    """Stage 1: connector (+ pruner, + a trainable encoder); stage 2: also the whole language model.
+
+    ``encoder``: whether a trainable encoder learns (default: in stage 1 only,
+    :attr:`VLMTrainConfig.encoder_learns`)."""
     vlm.requires_grad_(False)
     vlm.connector.requires_grad_(True)
     if vlm.pruner is not None:
         vlm.pruner.requires_grad_(True)
-    if vlm.encoder.trainable:
+    learns = (stage == 1) if encoder is None else encoder
+    if vlm.encoder.trainable and learns:
         vlm.encoder.requires_grad_(True)
     if stage == 2:
         vlm.backbone.requires_grad_(True)
@@ -174,7 +204,7 @@ def _train(
     items, pack_stats = _packed_items(cfg, vlm, convs)
     if main:  # only now: bad inputs above leave no run directory behind
         ensure_writable_dir(out)
-    params = set_trainable(vlm, cfg.stage)
+    params = set_trainable(vlm, cfg.stage, encoder=cfg.encoder_learns)
     total_steps = cfg.total_steps(len(items))
     pack_stats["total_steps"] = total_steps
     opt = engine.optimizer(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -244,7 +274,7 @@ def _steps_done(out: Path) -> int:
     return 0
 
 
-_PATH_FIELDS = ("data", "image_root", "init_from", "tokenizer", "encoder_weights", "backbone")
+_PATH_FIELDS = ("data", "image_root", "init_from", "tokenizer", "encoder_weights", "encoder_from", "backbone")
 
 
 def _check_resume(out: Path, cfg: VLMTrainConfig) -> bool:

@@ -26,6 +26,12 @@ class VLMTrainConfig(BaseModel):
     encoder: str = "tiny"
     encoder_weights: str | None = None
     encoder_overrides: dict[str, Any] = Field(default_factory=dict)
+    # A VLM checkpoint (or run directory with final/) whose vision-encoder weights this run starts from, e.g.
+    # one shared pretrained encoder for every arm of a study (the paper's EVA-CLIP is one frozen encoder).
+    encoder_from: str | None = None
+    # Whether a trainable (tiny) encoder learns in this run. None: only in stage 1 and only when it is not
+    # taken from encoder_from; stage 2 keeps it frozen ("the vision encoder is kept frozen during training", §3.2).
+    train_encoder: bool | None = None
     connector: str = "mlp"
     resolution: int | None = None
     prune_k: int | None = Field(default=None, ge=1)
@@ -35,7 +41,7 @@ class VLMTrainConfig(BaseModel):
     # sequence order (probes.vlm.sequence.ORDERS); a bool is read as agnostic/aware. Stage 1 always trains
     # task-agnostic (the paper moves the instruction in instruction tuning only); the order is then kept
     # in the checkpoint for stage 2 and evaluation.
-    task_aware: bool | Literal["agnostic", "aware", "query-first"] = "agnostic"
+    task_aware: bool | Literal["agnostic", "aware", "query-first", "matched"] = "agnostic"
     loss_norm: Literal["sequence", "turn", "token"] = "sequence"  # probes.vlm.packing; the paper's default
     max_steps: int = Field(default=1000, ge=1)
     epochs: float | None = Field(default=None, gt=0)  # stage length in epochs of packed sequences; wins over max_steps
@@ -94,6 +100,13 @@ class VLMTrainConfig(BaseModel):
         import math
 
         return max(1, math.ceil(self.epochs * n_sequences / int(self.batch_size or 1)))
+
+    @property
+    def encoder_learns(self) -> bool:
+        """Whether this stage updates a trainable encoder (see ``train_encoder``)."""
+        if self.train_encoder is not None:
+            return self.train_encoder
+        return self.stage == 1 and self.encoder_from is None
 
     @property
     def stage_order(self) -> str:

@@ -74,8 +74,8 @@ class WorldSpec:
     ``objects``: inclusive range of objects per image; ``size``: inclusive range of an object's side as a
     fraction of the shorter canvas side; ``box_decimals``: digits of the normalised box coordinates in the
     training targets (1 = a 0.1 grid: fewer target tokens and an easier regression for a tiny model).
-    ``layout``: ``free`` places objects anywhere without overlap (a scene gets fewer objects when 200
-    attempts do not fit them); ``quadrants`` puts each object inside its own quadrant of the canvas (at most
+    ``layout``: ``free`` places objects anywhere without overlap (a scene that does not fit them is redrawn;
+    a spec no redraw can meet is an error, :func:`_scene`); ``quadrants`` puts each object inside its own quadrant of the canvas (at most
     4), at a random offset: coarse positions, so a tiny model can learn where an object is, while a box
     predicted without the image (the mean box sits in the middle) rarely overlaps one by half.
     The defaults reproduce the original world (2-3 free objects of 1/4-1/3, two decimals).
@@ -100,14 +100,33 @@ class WorldSpec:
             raise UserError(f"box decimals must be 1 or 2, got {self.box_decimals}")
 
 
+SCENE_TRIES = 200  # fresh draws of a whole free scene before the spec is declared unsatisfiable
+PLACEMENT_TRIES = 200  # object draws within one scene draw
+
+
 def _scene(rng: random.Random, width: int, height: int, spec: WorldSpec = WorldSpec()) -> list[WorldObject]:
+    """Exactly ``n`` objects (``n`` drawn from ``spec.objects``): a free scene that cannot place them all is
+    redrawn whole (sizes included), so every image has the object count asked for; when that fails
+    ``SCENE_TRIES`` times the spec cannot be met on this canvas and the world is not written (a world that
+    quietly drops objects would turn a two-object referring study into a localisation one)."""
     n = rng.randint(*spec.objects)
     if spec.layout == "quadrants":
         return _quadrant_scene(rng, width, height, spec, n)
+    for _ in range(SCENE_TRIES):
+        objs = _free_scene(rng, width, height, spec, n)
+        if len(objs) == n:
+            return objs
+    side = min(width, height)
+    raise UserError(f"cannot place {n} objects of {spec.size[0]:g}-{spec.size[1]:g} of the short side ({side} px) "
+                    f"without overlap on a {width}x{height} canvas; lower --size or --objects, or enlarge --canvas")
+
+
+def _free_scene(rng: random.Random, width: int, height: int, spec: WorldSpec, n: int) -> list[WorldObject]:
+    """Up to ``n`` non-overlapping objects with distinct (colour, kind) pairs, in ``PLACEMENT_TRIES`` draws."""
     objs: list[WorldObject] = []
     used: set[tuple[str, str]] = set()
     attempts = 0
-    while len(objs) < n and attempts < 200:
+    while len(objs) < n and attempts < PLACEMENT_TRIES:
         attempts += 1
         kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
         if (kind, colour) in used:
@@ -162,15 +181,22 @@ def _draw(objs: list[WorldObject], width: int, height: int) -> tuple[Image.Image
     return img, out
 
 
+def listing(phrases: list[str]) -> str:
+    """English list of noun phrases: ``a``, ``a and b``, ``a, b and c`` (never a dangling ``and``)."""
+    if not phrases:
+        raise ValueError("a caption needs at least one object")
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + f" and {phrases[-1]}"
+
+
 def _captions(objs: list[WorldObject]) -> list[str]:
-    names = [f"a {o.phrase}" for o in objs]
-    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    listed = listing([f"a {o.phrase}" for o in objs])
+    count = f"{len(objs)} object" + ("s" if len(objs) > 1 else "")
     return [
         listed,
-        f"{len(objs)} objects: {listed}",
+        f"{count}: {listed}",
         f"an image with {listed}",
         f"{listed} on a grey background",
-        f"from left to right, {listed}",
+        f"from left to right, {listed}" if len(objs) > 1 else f"in the image, {listed}",
     ]
 
 

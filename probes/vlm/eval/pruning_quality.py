@@ -1,12 +1,15 @@
-"""Quality of a pruned VLM as a function of ``k``, the number of visual tokens kept (issue 15).
+"""Quality of a pruned VLM as a function of ``k``, the number of visual tokens kept.
 
 The cost side (:mod:`.pruning_bench`) says how much a smaller ``k`` saves; this says what it costs in the
 benchmark score, on the same checkpoint and benchmark: for every ``k`` the checkpoint is evaluated twice,
 
 - ``saliency``: its own trained scorer keeps the top ``k`` patches (the scorer is independent of ``k``, so
   one checkpoint trained at any ``--prune-k`` can be run at every ``k``);
-- ``random``: ``k`` patches drawn uniformly (seeded per image position in the batch), the baseline a
-  learned saliency score must beat.
+- ``random``: ``k`` patches drawn uniformly, a fresh subset for every image, the baseline a learned
+  saliency score must beat. One generator, seeded once per evaluation, advances image by image: the
+  result is deterministic, and no image position in a batch is tied to one subset (a generator reseeded
+  on every call would give slot ``i`` of every batch the same patches, a fixed mask rather than a random
+  baseline).
 
 Both keep patches in raster order, exactly as :class:`probes.vlm.pruning.SaliencyPruner` does, so the
 sequence layout (``&&`` at row changes) is the one the model was trained on.
@@ -30,18 +33,19 @@ METHODS = ("saliency", "random")
 
 
 class RandomPruner(nn.Module):
-    """``k`` uniformly drawn patches per image, in raster order; seeded, so a rerun keeps the same ones."""
+    """``k`` uniformly drawn patches per image, in raster order, a fresh draw per image from one generator
+    seeded at construction: a new pruner with the same seed replays the same sequence of subsets."""
 
     def __init__(self, k: int, seed: int = 0) -> None:
         super().__init__()
         self.k, self.seed = k, seed
+        self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, d = patches.shape
         if self.k > n:
             raise ValueError(f"cannot keep {self.k} of {n} patches")
-        gen = torch.Generator().manual_seed(self.seed)
-        idx = torch.stack([torch.randperm(n, generator=gen)[: self.k] for _ in range(b)]).sort(dim=1).values
+        idx = torch.stack([torch.randperm(n, generator=self.generator)[: self.k] for _ in range(b)]).sort(dim=1).values
         idx = idx.to(patches.device)
         return patches.gather(1, idx.unsqueeze(-1).expand(-1, -1, d)), idx
 

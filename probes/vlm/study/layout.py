@@ -1,9 +1,9 @@
 """Where a study keeps its files, and the ``--resume`` / ``--overwrite`` rules.
 
 ``OUT`` (committed): ``study.json``, ``README.md``, the report, ``prior/<task>/`` and
-``evals/<backbone>-<order>-s<seed>/<task>/``. ``RUNS`` (not committed): the world, stage-1 runs (one per
-backbone × seed, shared by every order, since stage 1 is always task-agnostic) and stage-2 runs (one per
-backbone × order × seed).
+``evals/<backbone>-<order>-s<seed>/<task>/``. ``RUNS`` (not committed): the world, the shared encoder run
+(``encoder/``, one for the whole study), stage-1 runs (one per backbone × seed, shared by every order, since
+stage 1 is always task-agnostic) and stage-2 runs (one per backbone × order × seed).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ class Layout:
     @property
     def world(self) -> Path:
         return self.runs / "world"
+
+    @property
+    def encoder(self) -> Path:
+        return self.runs / "encoder"
 
     def stage1_dir(self, backbone: str, seed: int) -> Path:
         return self.runs / f"{slug(backbone)}-s{seed}" / "stage1"

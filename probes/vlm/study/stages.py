@@ -2,9 +2,13 @@
 
 1. ``world``: :func:`probes.vlm.data.world.write_world` into ``RUNS/world`` with the study's world spec;
 2. ``blind-prior``: :mod:`.prior`, per benchmark, into ``OUT/prior/<task>/``;
-3. per backbone × seed: ``stage1`` (connector + the trainable tiny encoder, LM frozen; always task-agnostic,
-   as the paper moves the instruction only in instruction tuning, so every order shares it);
-4. per backbone × order × seed: ``stage2`` (+ the language model) from that stage 1, then one
+3. ``encoder``: the one vision encoder of the study, trained once on the world's captions (the tiny encoder
+   and the first backbone's LM learn; seed ``world_seed``) and then frozen in every arm, as the paper keeps
+   its single pretrained encoder frozen (§3.2). Every arm sees the same visual features, so differences
+   between arms are differences of the LM and the order, not of features each arm learned for itself;
+4. per backbone × seed: ``stage1`` (the connector, LM and encoder frozen; always task-agnostic, as the paper
+   moves the instruction only in instruction tuning, so every order shares it);
+5. per backbone × order × seed: ``stage2`` (+ the language model) from that stage 1, then one
    ``eval-<task>`` per benchmark through :func:`probes.vlm.eval.runner.evaluate` (the code of
    ``probes vlm eval``) into ``OUT/evals/<backbone>-<order>-s<seed>/<task>/``.
 
@@ -55,16 +59,28 @@ def _train(cfg: StudyConfig, layout: Layout, backbone: str, variant: str, seed: 
     from ..train_config import VLMTrainConfig
 
     out = layout.stage1_dir(backbone, seed) if stage == 1 else layout.stage2_dir(backbone, variant, seed)
+    if stage == 0:
+        out = layout.encoder
     summary = out / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished" and (out / "final").is_dir():
         return _train_info(out)  # finished before the study recorded it
     if non_empty(out) and not (out / "checkpoint" / "state.json").is_file():
         shutil.rmtree(out)  # a stage this study started and that died before its first checkpoint
+    if stage == 0:  # the shared encoder: captions, encoder + LM trainable (see the module docstring)
+        tcfg = VLMTrainConfig.build(
+            stage=2, data=str(layout.world / "llava_pretrain.json"), out=str(out), backbone=backbone,
+            encoder=cfg.encoder, connector=cfg.connector, max_steps=cfg.encoder_steps, batch_size=cfg.batch_size,
+            lr=cfg.stage2_lr, loss_norm=cfg.loss_norm, max_length=cfg.max_length, seed=cfg.world_seed,
+            log_every=max(1, cfg.encoder_steps // 20), train_encoder=True,
+        )  # fmt: skip
+        train(tcfg, on_step=lambda done, total, loss: on_progress(done, total))
+        return _train_info(out)
     steps = cfg.stage1_steps if stage == 1 else cfg.stage2_steps
     tcfg = VLMTrainConfig.build(
         stage=stage, data=str(layout.world), out=str(out), backbone=backbone, encoder=cfg.encoder,
         connector=cfg.connector, task_aware=variant if stage == 2 else "agnostic",
         init_from=str(layout.stage1_dir(backbone, seed)) if stage == 2 else None,
+        encoder_from=str(layout.encoder) if stage == 1 else None,
         max_steps=steps, batch_size=cfg.batch_size, lr=cfg.stage1_lr if stage == 1 else cfg.stage2_lr,
         loss_norm=cfg.loss_norm, max_length=cfg.max_length, seed=seed, log_every=max(1, steps // 20),
         task_repeats={"grounding": cfg.grounding_repeats} if stage == 2 and cfg.grounding_repeats > 1 else {},
@@ -114,11 +130,12 @@ def execute(cfg: StudyConfig, layout: Layout, spec: tuple[Any, ...], on_progress
 
 
 def plan(cfg: StudyConfig) -> list[Stage]:
-    stages = [Stage("world", "world", ("world",)), Stage("blind-prior", "baseline", ("baseline",), ("world",))]
+    stages = [Stage("world", "world", ("world",)), Stage("blind-prior", "baseline", ("baseline",), ("world",)),
+              Stage("encoder", "train", ("train", cfg.backbones[0], "agnostic", cfg.world_seed, 0), ("world",))]
     for b in cfg.backbones:
         for s in cfg.seeds:
             s1 = f"{b}/seed{s}/stage1"
-            stages.append(Stage(s1, "train", ("train", b, "agnostic", s, 1), ("world",)))
+            stages.append(Stage(s1, "train", ("train", b, "agnostic", s, 1), ("encoder",)))
             for v in cfg.variants:
                 s2 = f"{b}/{v}/seed{s}/stage2"
                 stages.append(Stage(s2, "train", ("train", b, v, s, 2), (s1,)))
