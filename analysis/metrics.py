@@ -6,7 +6,7 @@ budget). Such a value is a :class:`Value` with ``bound="lower"`` and prints as `
 depends on a censored value is itself only a lower bound, and a ratio of bounds is a bound in the direction
 the algebra gives (or ``unknown`` when both sides are censored). Nothing is ever silently imputed.
 
-Learning order (SPEC §3): positions ``0 … L-1`` split into three contiguous near-equal bands (``beginning``,
+Learning order (README "Figures and reports"): positions ``0 … L-1`` split into three contiguous near-equal bands (``beginning``,
 ``middle``, ``end``; ``numpy.array_split`` sizes, e.g. 67/67/66 for L = 200). A band "reaches" the threshold at
 the first evaluation where the **mean** of its per-position accuracies is ≥ the threshold. The mean is the
 default because, with exactly balanced target positions, it *is* the band's held-out accuracy — the same

@@ -1,4 +1,4 @@
-"""Issue 14, point 7: inputs that used to end in a traceback are one `error:` line with exit code 2."""
+"""Run-directory integrity (README): inputs that used to end in a traceback are one `error:` line with exit code 2."""
 
 import json
 from pathlib import Path

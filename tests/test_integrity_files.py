@@ -1,4 +1,4 @@
-"""Issue 14, points 5 and 6: output modes, refused targets (device, directory, symlink), temporary files
+"""Run-directory integrity (README): output modes, refused targets (device, directory, symlink), temporary files
 cleaned on SIGTERM and removed after a SIGKILL, and no pickle executed from a run directory."""
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 14, point 1: one writer per run directory, for every entry point (probe trainer, VLM trainer,
+"""Run-directory integrity (README): one writer per run directory, for every entry point (probe trainer, VLM trainer,
 launcher workers). The holder is a real second process; a second writer gets one line naming it."""
 
 import json

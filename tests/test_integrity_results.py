@@ -1,4 +1,4 @@
-"""Issue 14, point 4 and 5 (modes): unmeasured positions are NaN/null end to end, a non-finite loss stops the
+"""Run-directory integrity (README): unmeasured positions are NaN/null end to end, a non-finite loss stops the
 run as `diverged` (summary, status, exit code), a disk that fills up during a checkpoint fails the run with
 one line, and every file of a run directory honours the umask."""
 

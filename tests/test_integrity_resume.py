@@ -1,4 +1,4 @@
-"""Issue 14, point 2 and 4: resume survives torn state (partial metrics line, truncated or garbage checkpoint,
+"""Run-directory integrity (README): resume survives torn state (partial metrics line, truncated or garbage checkpoint,
 garbage config.json), keeps two checkpoints, restores RNG states (dropout resumes exactly), names the fields
 of a different config, and says when --resume matches no run."""
 

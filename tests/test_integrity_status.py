@@ -1,4 +1,4 @@
-"""Issue 14, point 3: `probes status` tells a dead run from a running one (writer lock, heartbeat age), does
+"""Run-directory integrity (README): `probes status` tells a dead run from a running one (writer lock, heartbeat age), does
 not trust a garbage summary, and lists only run directories."""
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 14 for the VLM trainer: exact resume past a truncated newest checkpoint and a torn metrics line,
+"""Run-directory integrity (README) for the VLM trainer: exact resume past a truncated newest checkpoint and a torn metrics line,
 from the same --out given absolute after a relative start, and no pickle registered with accelerate."""
 
 import json

@@ -264,19 +264,11 @@ def test_parse_choice() -> None:
 
 
 def test_parse_choice_lone_letter_is_a_letter() -> None:
-    """Issue 15: a lone capital letter is the option letter, even when an option's text is that letter."""
+    """A lone capital letter is the option letter, even when an option's text is that letter."""
     assert parse_choice("B", ["b", "c"]) == 1
     assert parse_choice("(A)", ["b", "a"]) == 0
     assert parse_choice("C.", ["b", "c"]) is None  # out of range, not the option "c"
     assert parse_choice("c", ["b", "c"]) == 1  # lowercase: the option text
-
-
-def test_analysis_reexports_the_library_metrics() -> None:
-    import probes.analysis.vlm_metrics as legacy
-
-    import probes.vlm.eval.metrics as lib
-
-    assert legacy.parse_box is lib.parse_box and legacy.parse_choice is lib.parse_choice
 
 
 def test_multiple_choice_scores() -> None:

@@ -109,7 +109,7 @@ def _measure(stepper: Stepper, seconds: float, batch_size: int, length: int, dev
 
 
 def target_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 12's point-3 targets that the measured `rows` can answer (an empty list if none)."""
+    """The paper-scale step targets (README "Performance") that the measured `rows` can answer (an empty list if none)."""
     by_model = {r["model"]: r for r in rows}
     out: list[dict[str, Any]] = []
 

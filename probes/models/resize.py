@@ -1,4 +1,4 @@
-"""Grow a model's vocabulary for the probe's new tokens, with three declared initialisations (SPEC §2).
+"""Grow a model's vocabulary for the probe's new tokens, with three declared initialisations (README "Training probes").
 
 Old rows stay bit-identical. New rows of the input embedding, and of the output embedding when it is not
 tied, are set by one strategy from a seeded generator, so three init seeds give three distinct, reproducible

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-PAPER_GRID_RUNS = 108  # 3 lengths x 2 orders x 2 models x 3 lrs x 3 init seeds (SPEC §2)
+PAPER_GRID_RUNS = 108  # 3 lengths x 2 orders x 2 models x 3 lrs x 3 init seeds (README "Training probes")
 PAPER_MODELS = {"pythia-1.4b": ("pythia", 2048, 24, 16, 50304), "mamba-1.4b": ("mamba", 2048, 48, None, 50280)}
 
 

@@ -1,1 +1,1 @@
-"""Vision-language models: Pythia-VL / Mamba-VL (SPEC §4)."""
+"""Vision-language models: Pythia-VL / Mamba-VL (README "VLM module")."""

@@ -3,7 +3,7 @@
 LLaVA-1.5 pads an image to a square (centred, background = the encoder's mean colour) before resizing, so
 the whole image is seen without distortion. A box is normalised on that *model input* image: pixel
 coordinates are shifted by the padding offset and divided by the padded side, then written with two
-decimals, ``[x1, y1, x2, y2]`` (SPEC §4).
+decimals, ``[x1, y1, x2, y2]`` (README "VLM module").
 """
 
 from __future__ import annotations

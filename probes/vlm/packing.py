@@ -1,4 +1,4 @@
-"""Packing examples into sequences, and the per-example loss (SPEC §4).
+"""Packing examples into sequences, and the per-example loss (README "VLM module").
 
 Packing: all turns that share an image, a task and an instruction are packed, in order, into as few
 sequences as fit ``max_length`` (the image block is counted at its upper bound). Captions are never

@@ -1,4 +1,4 @@
-"""The VLM token sequence (SPEC §4), built per sample once the visual tokens are known.
+"""The VLM token sequence (README "VLM module"), built per sample once the visual tokens are known.
 
 Task-agnostic (image first)::
 

@@ -1,6 +1,6 @@
 """Configuration of one VLM training stage; unknown keys are rejected and the config is saved in the run.
 
-Defaults follow SPEC §4: stage 1 trains the connector only (lr 1e-3, batch 256), stage 2 the connector and
+Defaults follow the paper (App. A.3) and README "VLM module": stage 1 trains the connector only (lr 1e-3, batch 256), stage 2 the connector and
 the language model (lr 2e-5, batch 128); cosine schedule with 3 % warmup; max sequence length 1024.
 """
 

@@ -1,7 +1,7 @@
-"""VLM benchmark metrics as pure functions (SPEC §4 "Tasks and metrics").
+"""VLM benchmark metrics as pure functions (README "VLM module").
 
 Lives in the library (``probes.vlm.eval``) because the evaluation runner scores with it and ``probes``
-never imports ``probes.analysis``; :mod:`probes.analysis.vlm_metrics` re-exports it for analysis code.
+never imports ``probes.analysis`` (docs/CONTRACTS.md); analysis code imports it from here.
 
 Every function takes model outputs as plain strings, so the same code scores a live model, a saved
 ``predictions.jsonl`` or a hand-written test case. All scores are fractions in [0, 1] (CIDEr: the usual
@@ -47,7 +47,7 @@ def parse_box(
     punctuation or a second box make it unparseable. Lenient (``strict=False``): the *first* bracketed group
     of four numbers anywhere in the answer (the released code's rule). Both need four finite numbers,
     ``x1 <= x2``, ``y1 <= y2`` and, when ``bounds`` is given, every coordinate inside it (boxes are normalised
-    to [0, 1] on the model's input image, SPEC §4); three or five numbers or a flipped box never parse.
+    to [0, 1] on the model's input image, README "VLM module"); three or five numbers or a flipped box never parse.
     """
     match = _BOX_RE.fullmatch(text.strip()) if strict else _BOX_RE.search(text)
     if match is None:
