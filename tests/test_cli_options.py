@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import typer
-from probes.cli.app import _register, app, main
+from probes.cli.app import _register, app
 from probes.cli.options import flag_name
 from probes.cli.synth import _RENAME, sweep_from_options
 
@@ -116,15 +116,3 @@ def test_flag_defaults_are_the_model_defaults() -> None:
         file_value = p.default if not isinstance(p.default, Path) else str(p.default)
         spec = build_sweep({field: file_value}, {})
         assert getattr(spec, field) == getattr(SweepSpec(), field), field
-
-
-@pytest.mark.parametrize(("text", "hint"), [("modles: [pythia-tiny]\n", "did you mean 'models'?"),
-                                            ("max_step: 10\n", "did you mean 'max_steps'?")])
-def test_mistyped_key_suggests(text: str, hint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(text)
-    with pytest.raises(SystemExit) as done:
-        main(["synth", "--config", str(cfg), "--dry-run"])
-    assert done.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and hint in err[0], err

@@ -93,6 +93,8 @@ def test_bad_values_are_one_line(args: list[str], message: str, tmp_path: Path,
     ("text", "message"),
     [
         ("modles: [pythia-tiny]\n", "unknown option 'modles' in the config file"),
+        ("modles: [pythia-tiny]\n", "did you mean 'models'?"),
+        ("max_step: 10\n", "did you mean 'max_steps'?"),
         ("len: [\n", "is not valid YAML"),
         ("- 1\n- 2\n", "must hold a mapping"),
         ("lr: [abc]\n", "--lr (config file)"),
