@@ -419,7 +419,10 @@ def _read_matrix(
     for key in ("accuracy", "step"):
         if key not in tensors:
             raise UserError(f"{file}: missing tensor {key!r}")
-    acc = tensors["accuracy"].astype(np.float64)
+    # The trainer writes 6-decimal accuracies (metrics.jsonl) and stores them here as float32; rounding back to
+    # 6 decimals restores the logged value exactly (float32 error < 6e-8), so a band at exactly the threshold
+    # counts as reached here as it did in the trainer's stop rule.
+    acc = np.round(tensors["accuracy"].astype(np.float64), 6)
     steps = tensors["step"].astype(np.int64)
     counts = tensors["count"].astype(np.int64) if "count" in tensors else None
     if acc.ndim != 2 or steps.shape != (acc.shape[0],) or (counts is not None and counts.shape != acc.shape):

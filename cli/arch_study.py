@@ -145,10 +145,17 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float | None)
         stdout.print(table)
     env = runs[0].env if runs else {}
     best = {f"{g.key.model} L={g.key.length} {g.key.order}": g.runs[0].run.lr for g in report.groups if g.runs}
+    command = shlex.join(["probes", *sys.argv[1:]])
+    trained = {"command": command, "wall_time_s": None if train_wall is None else round(train_wall, 1)}
+    previous = _read_json(out / "study.json") if train_wall is None else {}
+    if previous.get("config") == cfg.to_dict() and previous.get("wall_time_s") is not None:
+        # --report-only redraws a study's outputs: the command that trained it and its wall time stay recorded
+        trained = {"command": previous["command"], "wall_time_s": previous["wall_time_s"], "report_command": command}
     record = {
-        "command": shlex.join(["probes", *sys.argv[1:]]),
+        "command": trained["command"],
         "config": cfg.to_dict(),
-        "wall_time_s": None if train_wall is None else round(train_wall, 1),
+        "wall_time_s": trained["wall_time_s"],
+        **({"report_command": trained["report_command"]} if "report_command" in trained else {}),
         "runs_wall_time_s": round(sum(float((r.summary or {}).get("wall_time") or 0.0) for r in started), 1),
         "best_lr": best,
         "not_finished": sorted([r.name for r in unfinished] + not_started),
@@ -167,6 +174,15 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float | None)
     atomic_write_json(out / "study.json", record)
     written.append(out / "study.json")
     return written
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """``path`` as a JSON object, or ``{}`` when it is missing or not one (then nothing is carried over)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _as_preset(run: Any, labels: dict[str, dict[str, Any]]) -> Any:

@@ -100,6 +100,12 @@ def test_arch_study_command_end_to_end(tmp_path: Path) -> None:
     assert {r["model_seed"] for r in record["runs"].values()} == {0, 1}
     for stem in ("heatmaps_L4", "curves"):
         assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF") and (out / f"{stem}.png").stat().st_size > 0
+    # --report-only redraws the outputs and keeps the training command and wall time of the study it reports
+    again = subprocess.run([*cmd, "--report-only"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    redrawn = json.loads((out / "study.json").read_text())
+    assert redrawn["command"] == record["command"] and redrawn["wall_time_s"] == record["wall_time_s"] is not None
+    assert redrawn["report_command"].endswith("--report-only") and redrawn["runs"] == record["runs"]
 
 
 def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path: Path) -> None:
