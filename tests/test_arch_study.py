@@ -72,6 +72,10 @@ def test_a_second_study_with_other_options_is_refused(tmp_path: Path) -> None:
     check_study_file(cfg, tmp_path)
     with pytest.raises(UserError, match="max_steps"):
         check_study_file(StudyConfig(models=("pythia-tiny",), lengths=(4,), seeds=(0,), max_steps=7), tmp_path)
+    # growing the grid is allowed (the runs already there keep their names); dropping a value is not
+    check_study_file(StudyConfig(models=("pythia-tiny",), lengths=(4,), seeds=(0, 1), orders=("suffix", "prefix")), tmp_path)
+    with pytest.raises(UserError, match=r"lengths \(drops 4\)"):
+        check_study_file(StudyConfig(models=("pythia-tiny",), lengths=(6,), seeds=(0,)), tmp_path)
 
 
 @pytest.mark.slow

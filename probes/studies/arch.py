@@ -44,6 +44,8 @@ from probes.train.config import ModelSpec, RunConfig, TaskSpec, TrainConfig
 from probes.train.grid import PlannedRun
 
 STUDY_FILE = "study.json"
+#: The grid's axes: a study folder may be extended along them (check_study_file)
+GRID_FIELDS = ("models", "lengths", "orders", "seeds", "lrs")
 MODELS_SUFFIX = "-models"
 
 
@@ -179,10 +181,17 @@ def check_study_file(cfg: StudyConfig, runs_dir: Path) -> None:
         saved = StudyConfig.from_dict(json.loads(path.read_text())["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not a readable study file ({type(exc).__name__})") from None
-    if saved != cfg:
-        diffs = [k for k, v in cfg.to_dict().items() if saved.to_dict().get(k) != v]
+    # A study may grow along its grid (more models, lengths, orders, seeds or lrs): every run it already holds
+    # is planned again under the same name and config, so finished runs are skipped. Anything else would mix
+    # two protocols in one folder.
+    old, new = saved.to_dict(), cfg.to_dict()
+    diffs = [k for k, v in new.items() if k not in GRID_FIELDS and old.get(k) != v]
+    shrunk = [k for k in GRID_FIELDS if not set(old[k]) <= set(new[k])]
+    if diffs or shrunk:
+        what = ", ".join(diffs + [f"{k} (drops {', '.join(str(x) for x in old[k] if x not in new[k])})" for k in shrunk])
         raise UserError(
-            f"{runs_dir} holds a study with other options ({', '.join(diffs)}); use the same options or another --runs"
+            f"{runs_dir} holds a study with other options ({what}); use the same options (or add grid values) "
+            "or another --runs"
         )
 
 
