@@ -35,12 +35,14 @@ from probes.launch.slurm import (
 from probes.launch.status import collect
 from probes.train.config import TaskSpec, TrainConfig
 from probes.train.grid import PlannedRun, plan
+from probes.train.sweep import SweepSpec
 
 TRAIN = dict(lr=3e-3, max_steps=10, eval_every=5, eval_samples=64, n_train=640, verify_disjoint=False)
 
 
 def grid(out: Path, models=("pythia-tiny",), lrs=(3e-3, 1e-3), **train) -> list[PlannedRun]:
-    return plan(list(models), TaskSpec("grounding", {"length": 4}), TrainConfig(**(TRAIN | train)), list(lrs), [0], "mean", out)
+    init = SweepSpec.model_fields["init"].default  # the grid's default new-row init, as `probes synth` plans it
+    return plan(list(models), TaskSpec("grounding", {"length": 4}), TrainConfig(**(TRAIN | train)), list(lrs), [0], init, out)
 
 
 def summary(run_dir: Path) -> dict:
@@ -75,8 +77,10 @@ def test_local_queue_runs_grid_reports_failure_and_skips_finished(tmp_path):
 
     out = status_output(tmp_path)
     assert out.returncode == 0, out.stderr
-    lines = {ln.split()[0]: ln for ln in out.stdout.splitlines() if "pythia-tiny-" in ln or "no-such-model-" in ln}
-    assert len(lines) == 3
+    # rows of the table start with the run name (a wrapped error detail may name presets, never a run)
+    lines = {ln.split()[0]: ln for ln in out.stdout.splitlines()
+             if ln.split() and ln.split()[0].startswith(("pythia-tiny-grounding-", "no-such-model-grounding-"))}
+    assert len(lines) == 3, out.stdout
     assert sum("finished" in ln for ln in lines.values()) == 2
     assert any("failed" in ln and "no-such-model" in ln for ln in lines.values())
 
@@ -231,7 +235,7 @@ def ended(stderr: str, status: str) -> list[str]:
 def status_rows(out: Path) -> dict[str, str]:
     proc = status_output(out)
     assert proc.returncode == 0, proc.stderr
-    return {ln.split()[0]: ln for ln in proc.stdout.splitlines() if "pythia-tiny-" in ln}
+    return {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln.split() and ln.split()[0].startswith("pythia-tiny-")}
 
 
 @pytest.mark.slow
