@@ -57,7 +57,7 @@ class Interval:
 def _fmt(value: float, fmt: str) -> str:
     if math.isinf(value):
         return "not reached" if value > 0 else "-inf"
-    return fmt.format(value)
+    return fmt.format(value + 0.0)  # + 0.0: a difference of -0.0 prints as 0
 
 
 def _pct(coverage: float) -> str:

@@ -42,6 +42,7 @@ def test_censored_runs_bound_nothing_and_n1_says_na() -> None:
     out = median_interval([100, 200, math.inf, math.inf, math.inf])
     assert out.estimate == math.inf and out.high == math.inf and out.low == 100
     assert "not reached" in out.format("{:.0f}")
+    assert Interval(-0.0, -math.inf, -0.0, 0.9375, 5, "order statistics").format("{:.0f}") == "0 [-inf, 0] (93.8 %, n=5)"
     single = median_interval([2490])
     assert not single.available
     assert single.format("{:.0f}") == "2490 (n=1: interval n/a)"
