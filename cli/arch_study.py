@@ -114,10 +114,10 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float | None)
 
     labels = read_labels(runs_dir)
     planned = plan_study(cfg, runs_dir)
-    started = [_as_preset(load_run(r.planned.run_dir), labels) for r in planned
-               if (r.planned.run_dir / "config.json").is_file()]
+    begun = {r.planned.config.run_name: (r.planned.run_dir / "config.json").is_file() for r in planned}
+    started = [_as_preset(load_run(r.planned.run_dir), labels) for r in planned if begun[r.planned.config.run_name]]
     runs, unfinished = split_unfinished(started)  # as `probes report`: a run still training has no final numbers
-    not_started = [r.planned.config.run_name for r in planned if (r.planned.run_dir / "config.json").is_file() is False]
+    not_started = [name for name, has_config in begun.items() if not has_config]
     if unfinished or not_started:
         console.print(f"arch-study: reporting {len(runs)} finished of {len(planned)} planned runs; "
                       f"{describe_unfinished(unfinished) if unfinished else ''}"
@@ -146,16 +146,16 @@ def write_outputs(cfg: Any, runs_dir: Path, out: Path, train_wall: float | None)
     env = runs[0].env if runs else {}
     best = {f"{g.key.model} L={g.key.length} {g.key.order}": g.runs[0].run.lr for g in report.groups if g.runs}
     command = shlex.join(["probes", *sys.argv[1:]])
-    trained = {"command": command, "wall_time_s": None if train_wall is None else round(train_wall, 1)}
-    previous = _read_json(out / "study.json") if train_wall is None else {}
-    if previous.get("config") == cfg.to_dict() and previous.get("wall_time_s") is not None:
-        # --report-only redraws a study's outputs: the command that trained it and its wall time stay recorded
-        trained = {"command": previous["command"], "wall_time_s": previous["wall_time_s"], "report_command": command}
+    wall, redrawn = (None if train_wall is None else round(train_wall, 1)), {}
+    if train_wall is None:  # --report-only: the command that trained the study and its wall time stay recorded
+        previous = _read_json(out / "study.json")
+        if previous.get("config") == cfg.to_dict() and previous.get("wall_time_s") is not None:
+            command, wall, redrawn = previous["command"], previous["wall_time_s"], {"report_command": command}
     record = {
-        "command": trained["command"],
+        "command": command,
         "config": cfg.to_dict(),
-        "wall_time_s": trained["wall_time_s"],
-        **({"report_command": trained["report_command"]} if "report_command" in trained else {}),
+        "wall_time_s": wall,
+        **redrawn,
         "runs_wall_time_s": round(sum(float((r.summary or {}).get("wall_time") or 0.0) for r in started), 1),
         "best_lr": best,
         "not_finished": sorted([r.name for r in unfinished] + not_started),
